@@ -1,0 +1,32 @@
+#!/bin/sh
+# Install the Debian packages packrun needs to build, run and test,
+# skipping those already present. Safe to run again.
+set -eu
+
+packages="build-essential cmake pkg-config git curl ca-certificates
+libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
+libsqlite3-dev libpq-dev libarchive-dev libsodium-dev libcmocka-dev
+python3 python3-pytest python3-venv python3-pip python3-pip-whl
+python3-setuptools-whl python3-wheel-whl"
+
+missing=""
+for p in $packages; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "packrun: installing:$missing" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+        echo "packrun: run as root or install sudo to install:$missing" >&2
+        exit 1
+    }
+    sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing

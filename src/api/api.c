@@ -1,0 +1,747 @@
+#include "api/api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pack/pack.h"
+#include "pack/params.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+#define API_MAX_SEGMENTS 8
+#define API_MAX_WAIT_S 300
+#define API_MAX_TIMEOUT_S (7 * 86400)
+
+struct api {
+    const struct config *cfg;
+    struct MHD_Daemon *mhd;
+    struct store_pool *pool;
+};
+
+/* What the dispatcher keeps for one request while its body arrives. */
+struct request {
+    struct buf body;
+    int too_big;
+};
+
+/* What a handler sees. */
+struct call {
+    struct api *api;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *body;
+    size_t body_len;
+    struct store *st;
+    char *seg[API_MAX_SEGMENTS];
+    int nseg;
+    json_t *problems;              /* attached to an error reply */
+    struct MHD_Response *response; /* set by handlers that stream */
+};
+
+/* A handler returns an HTTP status and sets *reply, or returns a
+ * negative ERR_* with the message set. */
+typedef int (*handler_fn)(struct call *c, json_t **reply);
+
+/* --- helpers ------------------------------------------------------------ */
+
+static const char *query(struct call *c, const char *name)
+{
+    return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static int parse_body(struct call *c, json_t **out)
+{
+    json_error_t jerr;
+
+    if (c->body_len == 0)
+        return err_set(ERR_INVALID, "request body: expected a JSON object");
+    *out = json_loadb(c->body, c->body_len, 0, &jerr);
+    if (!*out)
+        return err_set(ERR_INVALID, "request body: malformed JSON at line %d, column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        return err_set(ERR_INVALID, "request body: expected a JSON object");
+    }
+    return 0;
+}
+
+static int parse_id(const char *text, int64_t *id)
+{
+    char *end;
+
+    errno = 0;
+    *id = strtoll(text, &end, 10);
+    if (errno || *end || end == text || *id <= 0)
+        return err_set(ERR_NOTFOUND, "execution '%s' not found", text);
+    return 0;
+}
+
+static int parse_int_arg(struct call *c, const char *name, long min, long max, long *out)
+{
+    const char *text = query(c, name);
+    char *end;
+    long v;
+
+    if (!text)
+        return 0;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno || *end || end == text || v < min || v > max)
+        return err_set(ERR_INVALID, "query parameter '%s': expected an integer from %ld to %ld",
+                       name, min, max);
+    *out = v;
+    return 1;
+}
+
+/* --- packs ------------------------------------------------------------ */
+
+int api_register_pack(const struct config *cfg, struct store *st, const char *dir, json_t **pack,
+                      json_t **problems)
+{
+    char *packs_root = xasprintf("%s/packs", cfg->data_dir);
+    char *release = NULL;
+    json_t *loaded = NULL;
+    int rc;
+
+    *pack = NULL;
+    *problems = NULL;
+    rc = pack_load(dir, &loaded, problems);
+    if (rc < 0)
+        goto out;
+    rc = fs_mkdirs(packs_root, 0755);
+    if (rc == 0)
+        rc = pack_install(dir, loaded, packs_root, &release);
+    if (rc == 0)
+        rc = store_pack_put(st, loaded, release);
+    if (rc == 0)
+        rc = store_pack_get(st, json_string_value(json_object_get(loaded, "ref")), pack);
+
+out:
+    json_decref(loaded);
+    free(release);
+    free(packs_root);
+    return rc;
+}
+
+static int h_pack_register(struct call *c, json_t **reply)
+{
+    json_t *body = NULL;
+    const char *path;
+    int rc;
+
+    rc = parse_body(c, &body);
+    if (rc < 0)
+        return rc;
+    path = json_string_value(json_object_get(body, "path"));
+    if (!path || path[0] != '/') {
+        json_decref(body);
+        return err_set(ERR_INVALID, "field 'path': expected an absolute path to a pack folder");
+    }
+    rc = api_register_pack(c->api->cfg, c->st, path, reply, &c->problems);
+    if (rc == 0)
+        log_info("api", "pack %s %s registered from %s",
+                 json_string_value(json_object_get(*reply, "ref")),
+                 json_string_value(json_object_get(*reply, "version")), path);
+    json_decref(body);
+    return rc < 0 ? rc : 201;
+}
+
+static int h_pack_list(struct call *c, json_t **reply)
+{
+    json_t *list = NULL;
+    int rc = store_pack_list(c->st, &list);
+
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:o}", "packs", list);
+    return 200;
+}
+
+static int h_pack_get(struct call *c, json_t **reply)
+{
+    int rc = store_pack_get(c->st, c->seg[3], reply);
+
+    return rc < 0 ? rc : 200;
+}
+
+static int h_pack_delete(struct call *c, json_t **reply)
+{
+    int rc = store_pack_delete(c->st, c->seg[3]);
+
+    if (rc < 0)
+        return rc;
+    log_info("api", "pack %s removed", c->seg[3]);
+    *reply = json_pack("{s:s}", "deleted", c->seg[3]);
+    return 200;
+}
+
+/* --- actions ---------------------------------------------------------- */
+
+static void action_public(json_t *action)
+{
+    json_object_del(action, "pack_dir");
+    json_object_del(action, "pack_digest");
+}
+
+static int h_action_list(struct call *c, json_t **reply)
+{
+    json_t *list = NULL;
+    int rc = store_action_list(c->st, query(c, "pack"), &list);
+
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:o}", "actions", list);
+    return 200;
+}
+
+static int h_action_get(struct call *c, json_t **reply)
+{
+    int rc = store_action_get(c->st, c->seg[3], reply);
+
+    if (rc < 0)
+        return rc;
+    action_public(*reply);
+    return 200;
+}
+
+/* --- executions ------------------------------------------------------- */
+
+static int submit_timeout(json_t *body, const json_t *action, int64_t dflt, int64_t *out)
+{
+    json_t *t = json_object_get(body, "timeout_seconds");
+
+    if (t && !json_is_null(t)) {
+        if (!json_is_integer(t) || json_integer_value(t) < 1 ||
+            json_integer_value(t) > API_MAX_TIMEOUT_S)
+            return err_set(ERR_INVALID, "field 'timeout_seconds': expected an integer from 1 "
+                                        "to %d",
+                           API_MAX_TIMEOUT_S);
+        *out = json_integer_value(t);
+        return 0;
+    }
+    t = json_object_get(action, "timeout_seconds");
+    *out = json_is_integer(t) && json_integer_value(t) > 0 ? json_integer_value(t) : dflt;
+    return 0;
+}
+
+static int h_execution_create(struct call *c, json_t **reply)
+{
+    json_t *body = NULL, *action = NULL, *params = NULL, *shown = NULL, *req = NULL;
+    const char *ref;
+    int64_t timeout = 0, id = 0;
+    int rc;
+
+    rc = parse_body(c, &body);
+    if (rc < 0)
+        return rc;
+    ref = json_string_value(json_object_get(body, "action"));
+    if (!ref) {
+        rc = err_set(ERR_INVALID, "field 'action': required, a string such as 'pack.name'");
+        goto out;
+    }
+    rc = store_action_get(c->st, ref, &action);
+    if (rc < 0)
+        goto out;
+    if (json_is_false(json_object_get(action, "enabled"))) {
+        rc = err_set(ERR_CONFLICT, "action '%s' is disabled", ref);
+        goto out;
+    }
+    rc = params_check(json_object_get(action, "parameters"),
+                      json_object_get(body, "parameters"), &params);
+    if (rc == 0)
+        rc = submit_timeout(body, action, c->api->cfg->default_timeout_seconds, &timeout);
+    if (rc < 0)
+        goto out;
+
+    shown = params_redact(json_object_get(action, "parameters"), params);
+    req = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O}, s:I}", "action", ref, "pack",
+                    json_object_get(action, "pack"), "parameters", shown, "spec", "action",
+                    action, "pack_dir", json_object_get(action, "pack_dir"), "parameters",
+                    params, "timeout_seconds", (json_int_t)timeout);
+    rc = store_execution_create(c->st, req, &id);
+    if (rc == 0)
+        rc = store_execution_get(c->st, id, reply);
+    if (rc == 0)
+        log_debug("api", "execution %lld: %s requested", (long long)id, ref);
+
+out:
+    json_decref(body);
+    json_decref(action);
+    json_decref(params);
+    json_decref(shown);
+    json_decref(req);
+    return rc < 0 ? rc : 201;
+}
+
+static int h_execution_list(struct call *c, json_t **reply)
+{
+    struct store_filter f = {
+        .status = query(c, "status"), .action = query(c, "action"), .pack = query(c, "pack")};
+    long limit = 100, before = 0;
+    json_t *list = NULL;
+    int rc;
+
+    if (f.status && store_status_parse(f.status) < 0)
+        return err_set(ERR_INVALID, "query parameter 'status': '%s' is not a status", f.status);
+    rc = parse_int_arg(c, "limit", 1, 1000, &limit);
+    if (rc >= 0)
+        rc = parse_int_arg(c, "before", 1, 0x7fffffffffffffffL, &before);
+    if (rc < 0)
+        return rc;
+    f.limit = (int)limit;
+    f.before_id = before;
+    rc = store_execution_list(c->st, &f, &list);
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:o}", "executions", list);
+    return 200;
+}
+
+static int h_execution_get(struct call *c, json_t **reply)
+{
+    long wait_s = 0;
+    int64_t id, deadline;
+    uint64_t seen;
+    int rc;
+
+    rc = parse_id(c->seg[3], &id);
+    if (rc < 0)
+        return rc;
+    rc = parse_int_arg(c, "wait", 0, API_MAX_WAIT_S, &wait_s);
+    if (rc < 0)
+        return rc;
+
+    seen = store_seen(c->st, STORE_CH_FINISHED);
+    deadline = clock_mono_ns() / 1000000 + wait_s * 1000;
+    for (;;) {
+        int64_t left;
+        int status;
+
+        rc = store_execution_get(c->st, id, reply);
+        if (rc < 0)
+            return rc;
+        status = store_status_parse(json_string_value(json_object_get(*reply, "status")));
+        left = deadline - clock_mono_ns() / 1000000;
+        if (store_status_terminal(status) || left <= 0)
+            return 200;
+        json_decref(*reply);
+        *reply = NULL;
+        store_wait(c->st, STORE_CH_FINISHED, &seen, (int)(left < 1000 ? left : 1000));
+    }
+}
+
+static int h_execution_cancel(struct call *c, json_t **reply)
+{
+    int64_t id;
+    int rc;
+
+    rc = parse_id(c->seg[3], &id);
+    if (rc < 0)
+        return rc;
+    rc = store_execution_cancel(c->st, id);
+    if (rc < 0)
+        return rc;
+    log_info("api", "execution %lld: cancel requested (%s)", (long long)id,
+             store_status_name(rc));
+    rc = store_execution_get(c->st, id, reply);
+    return rc < 0 ? rc : 200;
+}
+
+/* --- logs ------------------------------------------------------------- */
+
+struct log_stream {
+    struct api *api;
+    struct store *st;
+    int64_t id;
+    const char *stream;
+    int seq;
+    int follow;
+    int ended;
+    struct buf pending;
+    size_t off;
+    uint64_t seen;
+};
+
+static ssize_t log_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct log_stream *ls = cls;
+
+    (void)pos;
+    while (ls->off >= ls->pending.len) {
+        int status;
+
+        buf_reset(&ls->pending);
+        ls->off = 0;
+        if (ls->ended)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        /* Read the status first: chunks stored before a terminal status
+         * are all visible once it is. */
+        status = store_execution_status(ls->st, ls->id);
+        if (store_log_read(ls->st, ls->id, ls->stream, &ls->seq, &ls->pending) < 0 || status < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (ls->pending.len > 0)
+            break;
+        if (!ls->follow || store_status_terminal(status))
+            ls->ended = 1;
+        else
+            store_wait(ls->st, STORE_CH_LOG, &ls->seen, 1000);
+    }
+    if (max > ls->pending.len - ls->off)
+        max = ls->pending.len - ls->off;
+    memcpy(out, ls->pending.data + ls->off, max);
+    ls->off += max;
+    return (ssize_t)max;
+}
+
+static void log_stream_free(void *cls)
+{
+    struct log_stream *ls = cls;
+
+    store_close(ls->st);
+    buf_free(&ls->pending);
+    free(ls);
+}
+
+static int h_execution_logs(struct call *c, json_t **reply)
+{
+    struct log_stream *ls;
+    const char *follow = query(c, "follow");
+    int64_t id;
+    int rc;
+
+    rc = parse_id(c->seg[3], &id);
+    if (rc < 0)
+        return rc;
+    if (strcmp(c->seg[5], "stdout") != 0 && strcmp(c->seg[5], "stderr") != 0)
+        return err_set(ERR_NOTFOUND, "no log stream '%s' (stdout or stderr)", c->seg[5]);
+    rc = store_execution_status(c->st, id);
+    if (rc < 0)
+        return rc;
+
+    ls = xcalloc(1, sizeof(*ls));
+    ls->api = c->api;
+    ls->id = id;
+    ls->stream = strcmp(c->seg[5], "stdout") == 0 ? "stdout" : "stderr";
+    ls->follow = follow && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0;
+    ls->seen = store_seen(c->st, STORE_CH_LOG);
+    rc = store_open(c->api->cfg->db_url, &ls->st);
+    if (rc < 0) {
+        free(ls);
+        return rc;
+    }
+    c->response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, log_reader, ls,
+                                                    log_stream_free);
+    MHD_add_response_header(c->response, "Content-Type", "text/plain; charset=utf-8");
+    (void)reply;
+    return 200;
+}
+
+/* --- workers and health ---------------------------------------------- */
+
+static int h_worker_list(struct call *c, json_t **reply)
+{
+    json_t *list = NULL;
+    int rc = store_worker_list(c->st, &list);
+
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:o}", "workers", list);
+    return 200;
+}
+
+static int h_health(struct call *c, json_t **reply)
+{
+    int ok = store_ping(c->st);
+
+    *reply = json_pack("{s:s, s:s}", "status", ok ? "ok" : "degraded", "database",
+                       ok ? "ok" : err_msg());
+    return ok ? 200 : 503;
+}
+
+/* --- dispatch ---------------------------------------------------------- */
+
+struct route {
+    const char *method;
+    const char *pattern; /* segments; '*' matches one */
+    handler_fn fn;
+};
+
+static const struct route routes[] = {
+    {"GET", "health", h_health},
+    {"POST", "api/v1/packs/register", h_pack_register},
+    {"GET", "api/v1/packs", h_pack_list},
+    {"GET", "api/v1/packs/*", h_pack_get},
+    {"DELETE", "api/v1/packs/*", h_pack_delete},
+    {"GET", "api/v1/actions", h_action_list},
+    {"GET", "api/v1/actions/*", h_action_get},
+    {"POST", "api/v1/executions", h_execution_create},
+    {"GET", "api/v1/executions", h_execution_list},
+    {"GET", "api/v1/executions/*", h_execution_get},
+    {"POST", "api/v1/executions/*/cancel", h_execution_cancel},
+    {"GET", "api/v1/executions/*/logs/*", h_execution_logs},
+    {"GET", "api/v1/workers", h_worker_list},
+};
+
+static int split_path(char *path, char **seg)
+{
+    char *save = NULL;
+    int n = 0;
+
+    for (char *s = strtok_r(path, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
+        if (n == API_MAX_SEGMENTS)
+            return -1;
+        seg[n++] = s;
+    }
+    return n;
+}
+
+static int route_matches(const struct route *r, struct call *c, int *path_ok)
+{
+    char *pat = xstrdup(r->pattern);
+    char *pseg[API_MAX_SEGMENTS];
+    int n = split_path(pat, pseg), ok = n == c->nseg;
+
+    for (int i = 0; ok && i < n; i++) {
+        if (strcmp(pseg[i], "*") != 0 && strcmp(pseg[i], c->seg[i]) != 0)
+            ok = 0;
+    }
+    free(pat);
+    if (ok)
+        *path_ok = 1;
+    return ok && strcmp(r->method, c->method) == 0;
+}
+
+static const char *error_code(int rc, unsigned *status)
+{
+    switch (rc) {
+    case ERR_INVALID:
+        *status = MHD_HTTP_BAD_REQUEST;
+        return "invalid";
+    case ERR_NOTFOUND:
+        *status = MHD_HTTP_NOT_FOUND;
+        return "not_found";
+    case ERR_CONFLICT:
+        *status = MHD_HTTP_CONFLICT;
+        return "conflict";
+    case ERR_TOOBIG:
+        *status = MHD_HTTP_CONTENT_TOO_LARGE;
+        return "too_large";
+    case ERR_FORBIDDEN:
+        *status = MHD_HTTP_FORBIDDEN;
+        return "forbidden";
+    case ERR_UNAUTH:
+        *status = MHD_HTTP_UNAUTHORIZED;
+        return "unauthorized";
+    default:
+        *status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        return "internal";
+    }
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len = strlen(text);
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    text = xrealloc(text, len + 2);
+    text[len++] = '\n';
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, int rc, json_t *problems)
+{
+    unsigned status;
+    const char *code = error_code(rc, &status);
+    json_t *err = json_pack("{s:s, s:s}", "code", code, "message", err_msg());
+    json_t *body;
+    enum MHD_Result ret;
+
+    if (!err)
+        err = json_pack("{s:s, s:s}", "code", code, "message", "(message is not valid UTF-8)");
+    if (problems)
+        json_object_set(err, "problems", problems);
+    body = json_pack("{s:o}", "error", err);
+    ret = send_json(conn, status, body);
+    json_decref(body);
+    return ret;
+}
+
+static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, const char *url,
+                                const char *method, struct request *req)
+{
+    struct call c = {.api = api, .conn = conn, .method = method, .body = req->body.data,
+                     .body_len = req->body.len};
+    char *path = xstrdup(url);
+    const struct route *found = NULL;
+    json_t *reply = NULL;
+    int path_ok = 0, rc;
+    enum MHD_Result ret;
+
+    c.nseg = split_path(path, c.seg);
+    for (size_t i = 0; c.nseg >= 0 && i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (route_matches(&routes[i], &c, &path_ok)) {
+            found = &routes[i];
+            break;
+        }
+    }
+
+    if (req->too_big) {
+        rc = err_set(ERR_TOOBIG, "request body: larger than the limit of %lld bytes",
+                     (long long)api->cfg->max_body_bytes);
+    } else if (!found) {
+        rc = path_ok ? err_set(ERR_NOTFOUND, "%s is not allowed on %s", method, url)
+                     : err_set(ERR_NOTFOUND, "no route %s %s", method, url);
+    } else {
+        rc = store_pool_get(api->pool, &c.st);
+        if (rc == 0)
+            rc = found->fn(&c, &reply);
+        store_pool_put(api->pool, c.st);
+    }
+
+    if (c.response) {
+        ret = MHD_queue_response(conn, (unsigned)rc, c.response);
+        MHD_destroy_response(c.response);
+    } else if (rc < 0) {
+        if (rc == ERR_FAIL)
+            log_error("api", "%s %s: %s", method, url, err_msg());
+        ret = send_error(conn, rc, c.problems);
+    } else {
+        ret = send_json(conn, (unsigned)rc, reply ? reply : json_object());
+    }
+    json_decref(reply);
+    json_decref(c.problems);
+    free(path);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct api *api = cls;
+    struct request *req = *con_cls;
+
+    (void)version;
+    if (!req) {
+        const char *len = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+
+        req = xcalloc(1, sizeof(*req));
+        if (len && strtoll(len, NULL, 10) > api->cfg->max_body_bytes)
+            req->too_big = 1;
+        *con_cls = req;
+        if (req->too_big)
+            return dispatch(api, conn, url, method, req);
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (!req->too_big && req->body.len + *upload_size > (size_t)api->cfg->max_body_bytes) {
+            req->too_big = 1;
+            buf_free(&req->body);
+        }
+        if (!req->too_big)
+            buf_add(&req->body, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(api, conn, url, method, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!req)
+        return;
+    buf_free(&req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* --- start and stop ---------------------------------------------------- */
+
+static int parse_listen(const char *listen, struct sockaddr_in *addr)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[64];
+    long port;
+    char *end;
+
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return err_set(ERR_INVALID, "listen '%s': expected HOST:PORT", listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return err_set(ERR_INVALID, "listen '%s': bad port", listen);
+
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1)
+        return err_set(ERR_INVALID, "listen '%s': '%s' is not an IPv4 address", listen, host);
+    return 0;
+}
+
+int api_start(const struct config *cfg, struct api **out)
+{
+    struct api *api = xcalloc(1, sizeof(*api));
+    struct sockaddr_in addr;
+    int rc;
+
+    api->cfg = cfg;
+    rc = parse_listen(cfg->listen, &addr);
+    if (rc < 0)
+        goto fail;
+    rc = store_pool_new(cfg->db_url, &api->pool);
+    if (rc < 0)
+        goto fail;
+
+    api->mhd = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+        ntohs(addr.sin_port), NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(API_MAX_WAIT_S + 60), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    if (!api->mhd) {
+        rc = err_set(ERR_FAIL, "listen on %s failed (is another server running there?)",
+                     cfg->listen);
+        goto fail;
+    }
+    log_info("api", "listening on http://%s", cfg->listen);
+    *out = api;
+    return 0;
+
+fail:
+    store_pool_free(api->pool);
+    free(api);
+    return rc;
+}
+
+void api_stop(struct api *api)
+{
+    if (!api)
+        return;
+    MHD_stop_daemon(api->mhd);
+    store_pool_free(api->pool);
+    free(api);
+}

@@ -1,0 +1,437 @@
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner/runner.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+/* Output is written to the log store in chunks of at most this size, or
+ * sooner when it has waited LOG_FLUSH_MS. */
+#define LOG_CHUNK_BYTES (64 * 1024)
+#define LOG_FLUSH_MS 50
+
+struct slot {
+    struct worker *w;
+    int index;
+    pthread_t thread;
+    int cancel_fd;             /* eventfd: readable to end the running execution */
+    _Atomic int64_t running;   /* the execution id, or 0 */
+    _Atomic int abandon;       /* ended by shutdown: store it as abandoned */
+};
+
+struct log_sink {
+    struct store *st;
+    int64_t id;
+    int seq;
+    struct buf pending[2];
+    int64_t flushed_at;
+};
+
+struct worker {
+    const struct config *cfg;
+    struct runtime runtimes[RUNTIME_COUNT];
+    struct runner_config rcfg;
+    char *name;
+    char *work_dir;
+    atomic_int stopping;
+    atomic_int busy;
+    struct slot *slots;
+    pthread_t heartbeat_thread;
+    pthread_t cancel_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* wakes the heartbeat thread at stop */
+};
+
+/* --- output to the log store ---------------------------------------- */
+
+static void sink_flush(struct log_sink *s, int stream)
+{
+    struct buf *b = &s->pending[stream - 1];
+
+    if (b->len == 0)
+        return;
+    if (store_log_append(s->st, s->id, stream == PROC_STDOUT ? "stdout" : "stderr", s->seq++,
+                         b->data, b->len) < 0)
+        log_warn("worker", "execution %lld: storing output failed: %s", (long long)s->id,
+                 err_msg());
+    buf_reset(b);
+    s->flushed_at = clock_mono_ns() / 1000000;
+}
+
+static void sink_write(void *ctx, int stream, const char *data, size_t len)
+{
+    struct log_sink *s = ctx;
+    struct buf *b = &s->pending[stream - 1];
+
+    buf_add(b, data, len);
+    if (b->len >= LOG_CHUNK_BYTES || clock_mono_ns() / 1000000 - s->flushed_at >= LOG_FLUSH_MS)
+        sink_flush(s, stream);
+}
+
+/* --- one execution ---------------------------------------------------- */
+
+static enum store_status outcome_status(enum runner_outcome o)
+{
+    switch (o) {
+    case RUN_SUCCEEDED:
+        return ST_SUCCEEDED;
+    case RUN_TIMEOUT:
+        return ST_TIMEOUT;
+    case RUN_CANCELED:
+        return ST_CANCELED;
+    default:
+        return ST_FAILED;
+    }
+}
+
+static void run_one(struct slot *slot, struct store *st, json_t *job)
+{
+    struct worker *w = slot->w;
+    int64_t id = json_integer_value(json_object_get(job, "id"));
+    json_t *spec = json_object_get(job, "spec");
+    json_t *env = json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0,
+                            "error");
+    struct log_sink sink = {.st = st, .id = id, .flushed_at = clock_mono_ns() / 1000000};
+    struct runner_job rj = {
+        .id = id,
+        .action = json_object_get(spec, "action"),
+        .pack_dir = json_string_value(json_object_get(spec, "pack_dir")),
+        .parameters = json_object_get(spec, "parameters"),
+        .timeout_seconds = json_integer_value(json_object_get(job, "timeout_seconds")),
+        .environment = env,
+        .cancel_fd = slot->cancel_fd,
+        .sink = sink_write,
+        .ctx = &sink,
+    };
+    enum store_status status;
+    enum runner_outcome outcome;
+    json_t *result = NULL;
+    uint64_t drained;
+
+    if (store_execution_start(st, id) < 0) {
+        log_info("worker", "execution %lld: not started: %s", (long long)id, err_msg());
+        goto out;
+    }
+    /* A cancel signal left over from an earlier execution must not end this one. */
+    (void)!read(slot->cancel_fd, &drained, sizeof(drained));
+    atomic_store(&slot->running, id);
+    log_debug("worker", "execution %lld: %s started", (long long)id,
+              json_string_value(json_object_get(job, "action")));
+
+    outcome = runner_execute(&w->rcfg, &rj, &result);
+    atomic_store(&slot->running, 0);
+    sink_flush(&sink, PROC_STDOUT);
+    sink_flush(&sink, PROC_STDERR);
+
+    status = outcome_status(outcome);
+    if (atomic_load(&slot->abandon)) {
+        status = ST_ABANDONED;
+        json_object_set_new(result, "error", json_string("abandoned: the worker stopped"));
+    }
+    if (store_execution_finish(st, id, status, result) < 0)
+        log_error("worker", "execution %lld: storing the result failed: %s", (long long)id,
+                  err_msg());
+    else
+        log_info("worker", "execution %lld: %s %s in %lld ms", (long long)id,
+                 json_string_value(json_object_get(job, "action")), store_status_name(status),
+                 (long long)json_integer_value(json_object_get(result, "duration_ms")));
+
+out:
+    buf_free(&sink.pending[0]);
+    buf_free(&sink.pending[1]);
+    json_decref(result);
+    json_decref(env);
+}
+
+static void *slot_main(void *arg)
+{
+    struct slot *slot = arg;
+    struct worker *w = slot->w;
+    struct store *st = NULL;
+    uint64_t seen;
+
+    if (store_open(w->cfg->db_url, &st) < 0) {
+        log_error("worker", "slot %d: %s", slot->index, err_msg());
+        return NULL;
+    }
+    seen = store_seen(st, STORE_CH_QUEUE);
+    while (!atomic_load(&w->stopping)) {
+        json_t *job = NULL;
+        int rc = store_execution_claim(st, w->name, &job);
+
+        if (rc == ERR_NOTFOUND) {
+            store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+            continue;
+        }
+        if (rc < 0) {
+            log_error("worker", "claim failed: %s", err_msg());
+            store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+            continue;
+        }
+        atomic_fetch_add(&w->busy, 1);
+        run_one(slot, st, job);
+        atomic_fetch_sub(&w->busy, 1);
+        json_decref(job);
+    }
+    store_close(st);
+    return NULL;
+}
+
+/* --- heartbeat and cancel ------------------------------------------- */
+
+static json_t *worker_row(struct worker *w)
+{
+    json_t *runtimes = json_array();
+    char host[256] = "";
+
+    gethostname(host, sizeof(host) - 1);
+    for (int i = 0; i < RUNTIME_COUNT; i++) {
+        if (w->runtimes[i].path || i == RUNTIME_NATIVE)
+            json_array_append_new(runtimes, json_string(w->runtimes[i].name));
+    }
+    return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i}", "name", w->name, "host", host, "pid",
+                     (int)getpid(), "runtimes", runtimes, "slots", w->cfg->slots, "busy",
+                     atomic_load(&w->busy));
+}
+
+static void heartbeat(struct worker *w, struct store *st)
+{
+    char stale[32];
+    json_t *row = worker_row(w);
+    int n;
+
+    if (store_worker_heartbeat(st, row) < 0)
+        log_warn("worker", "heartbeat failed: %s", err_msg());
+    json_decref(row);
+    clock_iso8601(clock_wall_ms() - w->cfg->worker_stale_ms, stale, sizeof(stale));
+    n = store_execution_abandon(st, stale, NULL);
+    if (n > 0)
+        log_warn("worker", "marked %d executions abandoned: their workers stopped heartbeating",
+                 n);
+}
+
+static void *heartbeat_main(void *arg)
+{
+    struct worker *w = arg;
+    struct store *st = NULL;
+
+    if (store_open(w->cfg->db_url, &st) < 0) {
+        log_error("worker", "heartbeat: %s", err_msg());
+        return NULL;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!atomic_load(&w->stopping)) {
+        struct timespec until;
+
+        pthread_mutex_unlock(&w->mu);
+        heartbeat(w, st);
+        pthread_mutex_lock(&w->mu);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += w->cfg->heartbeat_ms / 1000;
+        until.tv_nsec += (w->cfg->heartbeat_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        if (!atomic_load(&w->stopping))
+            pthread_cond_timedwait(&w->cond, &w->mu, &until);
+    }
+    pthread_mutex_unlock(&w->mu);
+    store_close(st);
+    return NULL;
+}
+
+static void signal_slot(struct slot *slot)
+{
+    uint64_t one = 1;
+
+    (void)!write(slot->cancel_fd, &one, sizeof(one));
+}
+
+/* Cancels arrive as queue events; look at what this worker runs. */
+static void *cancel_main(void *arg)
+{
+    struct worker *w = arg;
+    struct store *st = NULL;
+    uint64_t seen;
+
+    if (store_open(w->cfg->db_url, &st) < 0) {
+        log_error("worker", "cancel watch: %s", err_msg());
+        return NULL;
+    }
+    seen = store_seen(st, STORE_CH_QUEUE);
+    while (!atomic_load(&w->stopping)) {
+        for (int i = 0; i < w->cfg->slots; i++) {
+            int64_t id = atomic_load(&w->slots[i].running);
+
+            if (id && store_execution_status(st, id) == ST_CANCELING) {
+                log_info("worker", "execution %lld: canceling", (long long)id);
+                signal_slot(&w->slots[i]);
+            }
+        }
+        store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+    }
+    store_close(st);
+    return NULL;
+}
+
+/* --- start and stop ------------------------------------------------- */
+
+static int worker_setup(struct worker *w)
+{
+    const struct config *cfg = w->cfg;
+    struct store *st = NULL;
+    char host[256] = "";
+    int rc;
+
+    for (int i = 0; i < RUNTIME_COUNT; i++) {
+        runtime_resolve(i, i < 3 ? cfg->interpreters[i] : NULL, &w->runtimes[i]);
+        if (w->runtimes[i].path)
+            log_info("worker", "runtime %s: %s %s", w->runtimes[i].name, w->runtimes[i].path,
+                     w->runtimes[i].version);
+        else if (i != RUNTIME_NATIVE)
+            log_warn("worker", "runtime %s unavailable: %s", w->runtimes[i].name,
+                     w->runtimes[i].error);
+    }
+
+    gethostname(host, sizeof(host) - 1);
+    w->name = cfg->worker_name ? xstrdup(cfg->worker_name) : xstrdup(host);
+    w->work_dir = xasprintf("%s/run", cfg->data_dir);
+    rc = fs_mkdirs(w->work_dir, 0700);
+    if (rc < 0)
+        return rc;
+
+    w->rcfg = (struct runner_config){
+        .runtimes = w->runtimes,
+        .output_cap = (size_t)cfg->output_cap_bytes,
+        .grace_ms = cfg->kill_grace_ms,
+        .default_timeout_s = cfg->default_timeout_seconds,
+        .api_url = cfg->api_url,
+        .work_dir = w->work_dir,
+    };
+
+    /* Executions this worker's name held before a restart cannot be running. */
+    rc = store_open(cfg->db_url, &st);
+    if (rc < 0)
+        return rc;
+    rc = store_execution_abandon(st, "", w->name);
+    if (rc > 0)
+        log_warn("worker", "marked %d executions of the previous %s abandoned", rc, w->name);
+    heartbeat(w, st);
+    store_close(st);
+    return rc < 0 ? rc : 0;
+}
+
+int worker_start(const struct config *cfg, struct worker **out)
+{
+    struct worker *w = xcalloc(1, sizeof(*w));
+    int rc;
+
+    w->cfg = cfg;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    rc = worker_setup(w);
+    if (rc < 0)
+        goto fail;
+
+    w->slots = xcalloc((size_t)cfg->slots, sizeof(*w->slots));
+    for (int i = 0; i < cfg->slots; i++) {
+        struct slot *slot = &w->slots[i];
+
+        slot->w = w;
+        slot->index = i;
+        slot->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (slot->cancel_fd < 0) {
+            rc = err_errno(ERR_FAIL, "eventfd");
+            goto fail;
+        }
+        pthread_create(&slot->thread, NULL, slot_main, slot);
+    }
+    pthread_create(&w->heartbeat_thread, NULL, heartbeat_main, w);
+    pthread_create(&w->cancel_thread, NULL, cancel_main, w);
+    log_info("worker", "worker %s started with %d slots", w->name, cfg->slots);
+    *out = w;
+    return 0;
+
+fail:
+    for (int i = 0; i < RUNTIME_COUNT; i++)
+        runtime_free(&w->runtimes[i]);
+    free(w->slots);
+    free(w->name);
+    free(w->work_dir);
+    free(w);
+    return rc;
+}
+
+static int wait_idle(struct worker *w, int64_t ms)
+{
+    int64_t until = clock_mono_ns() / 1000000 + ms;
+
+    while (atomic_load(&w->busy) > 0 && clock_mono_ns() / 1000000 < until) {
+        struct timespec pause = {0, 20 * 1000000};
+
+        nanosleep(&pause, NULL);
+    }
+    return atomic_load(&w->busy) == 0;
+}
+
+void worker_stop(struct worker *w)
+{
+    struct store *st = NULL;
+
+    if (!w)
+        return;
+    atomic_store(&w->stopping, 1);
+    pthread_mutex_lock(&w->mu);
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    if (store_open(w->cfg->db_url, &st) == 0)
+        store_notify(st, STORE_CH_QUEUE);
+
+    if (atomic_load(&w->busy) > 0) {
+        log_info("worker", "waiting up to %lld ms for %d running executions",
+                 (long long)w->cfg->stop_grace_ms, atomic_load(&w->busy));
+        if (!wait_idle(w, w->cfg->stop_grace_ms)) {
+            for (int i = 0; i < w->cfg->slots; i++) {
+                if (atomic_load(&w->slots[i].running)) {
+                    atomic_store(&w->slots[i].abandon, 1);
+                    signal_slot(&w->slots[i]);
+                }
+            }
+        }
+    }
+
+    for (int i = 0; i < w->cfg->slots; i++) {
+        pthread_join(w->slots[i].thread, NULL);
+        close(w->slots[i].cancel_fd);
+    }
+    pthread_join(w->heartbeat_thread, NULL);
+    pthread_join(w->cancel_thread, NULL);
+    if (st) {
+        store_worker_stop(st, w->name);
+        store_close(st);
+    }
+    log_info("worker", "worker %s stopped", w->name);
+
+    for (int i = 0; i < RUNTIME_COUNT; i++)
+        runtime_free(&w->runtimes[i]);
+    free(w->slots);
+    free(w->name);
+    free(w->work_dir);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
