@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "hello.fail: failing on purpose" >&2
+exit 3
