@@ -77,8 +77,7 @@ static int install_packs(const struct config *cfg, struct store *st, const char 
         free(names[i]);
     }
     free(names);
-    return failed ? err_set(ERR_INVALID, "%d packs in %s could not be installed", failed, dir)
-                  : 0;
+    return failed ? err_set(ERR_INVALID, "%d packs in %s could not be installed", failed, dir) : 0;
 }
 
 struct flags {
@@ -89,27 +88,51 @@ struct flags {
 static int parse_flags(enum role role, int argc, char **argv, struct flags *f)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"data", required_argument, NULL, 'd'},
-        {"db", required_argument, NULL, 'D'},       {"listen", required_argument, NULL, 'l'},
-        {"api", required_argument, NULL, 'a'},      {"slots", required_argument, NULL, 's'},
-        {"name", required_argument, NULL, 'n'},     {"packs", required_argument, NULL, 'p'},
-        {"log-level", required_argument, NULL, 'L'}, {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"data", required_argument, NULL, 'd'},
+        {"db", required_argument, NULL, 'D'},
+        {"listen", required_argument, NULL, 'l'},
+        {"api", required_argument, NULL, 'a'},
+        {"slots", required_argument, NULL, 's'},
+        {"name", required_argument, NULL, 'n'},
+        {"packs", required_argument, NULL, 'p'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': f->config = optarg; break;
-        case 'd': f->data = optarg; break;
-        case 'D': f->db = optarg; break;
-        case 'l': f->listen = optarg; break;
-        case 'a': f->api = optarg; break;
-        case 'n': f->name = optarg; break;
-        case 'p': f->packs = optarg; break;
-        case 'L': f->log_level = optarg; break;
-        case 'F': f->log_format = optarg; break;
+        case 'c':
+            f->config = optarg;
+            break;
+        case 'd':
+            f->data = optarg;
+            break;
+        case 'D':
+            f->db = optarg;
+            break;
+        case 'l':
+            f->listen = optarg;
+            break;
+        case 'a':
+            f->api = optarg;
+            break;
+        case 'n':
+            f->name = optarg;
+            break;
+        case 'p':
+            f->packs = optarg;
+            break;
+        case 'L':
+            f->log_level = optarg;
+            break;
+        case 'F':
+            f->log_format = optarg;
+            break;
         case 's': {
             char *end;
             long v = strtol(optarg, &end, 10);

@@ -16,8 +16,8 @@
 #include "util/fs.h"
 #include "util/log.h"
 
-#define API_MAX_SEGMENTS 8
-#define API_MAX_WAIT_S 300
+#define API_MAX_SEGMENTS  8
+#define API_MAX_WAIT_S    300
 #define API_MAX_TIMEOUT_S (7 * 86400)
 
 struct api {
@@ -222,8 +222,9 @@ static int submit_timeout(json_t *body, const json_t *action, int64_t dflt, int6
     if (t && !json_is_null(t)) {
         if (!json_is_integer(t) || json_integer_value(t) < 1 ||
             json_integer_value(t) > API_MAX_TIMEOUT_S)
-            return err_set(ERR_INVALID, "field 'timeout_seconds': expected an integer from 1 "
-                                        "to %d",
+            return err_set(ERR_INVALID,
+                           "field 'timeout_seconds': expected an integer from 1 "
+                           "to %d",
                            API_MAX_TIMEOUT_S);
         *out = json_integer_value(t);
         return 0;
@@ -255,8 +256,8 @@ static int h_execution_create(struct call *c, json_t **reply)
         rc = err_set(ERR_CONFLICT, "action '%s' is disabled", ref);
         goto out;
     }
-    rc = params_check(json_object_get(action, "parameters"),
-                      json_object_get(body, "parameters"), &params);
+    rc = params_check(json_object_get(action, "parameters"), json_object_get(body, "parameters"),
+                      &params);
     if (rc == 0)
         rc = submit_timeout(body, action, c->api->cfg->default_timeout_seconds, &timeout);
     if (rc < 0)
@@ -264,9 +265,9 @@ static int h_execution_create(struct call *c, json_t **reply)
 
     shown = params_redact(json_object_get(action, "parameters"), params);
     req = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O}, s:I}", "action", ref, "pack",
-                    json_object_get(action, "pack"), "parameters", shown, "spec", "action",
-                    action, "pack_dir", json_object_get(action, "pack_dir"), "parameters",
-                    params, "timeout_seconds", (json_int_t)timeout);
+                    json_object_get(action, "pack"), "parameters", shown, "spec", "action", action,
+                    "pack_dir", json_object_get(action, "pack_dir"), "parameters", params,
+                    "timeout_seconds", (json_int_t)timeout);
     rc = store_execution_create(c->st, req, &id);
     if (rc == 0)
         rc = store_execution_get(c->st, id, reply);
@@ -350,8 +351,7 @@ static int h_execution_cancel(struct call *c, json_t **reply)
     rc = store_execution_cancel(c->st, id);
     if (rc < 0)
         return rc;
-    log_info("api", "execution %lld: cancel requested (%s)", (long long)id,
-             store_status_name(rc));
+    log_info("api", "execution %lld: cancel requested (%s)", (long long)id, store_status_name(rc));
     rc = store_execution_get(c->st, id, reply);
     return rc < 0 ? rc : 200;
 }
@@ -584,7 +584,10 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int rc, json_t *p
 static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, const char *url,
                                 const char *method, struct request *req)
 {
-    struct call c = {.api = api, .conn = conn, .method = method, .body = req->body.data,
+    struct call c = {.api = api,
+                     .conn = conn,
+                     .method = method,
+                     .body = req->body.data,
                      .body_len = req->body.len};
     char *path = xstrdup(url);
     const struct route *found = NULL;
@@ -630,8 +633,8 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     struct api *api = cls;
     struct request *req = *con_cls;

@@ -29,7 +29,7 @@ void api_stop(struct api *api);
  * *pack (caller decrefs) to the stored pack, or on ERR_INVALID
  * *problems (caller decrefs) to the list of problems. Used by the
  * register route and by `packrun up` for its example packs. */
-int api_register_pack(const struct config *cfg, struct store *st, const char *dir,
-                      json_t **pack, json_t **problems);
+int api_register_pack(const struct config *cfg, struct store *st, const char *dir, json_t **pack,
+                      json_t **problems);
 
 #endif

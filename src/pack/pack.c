@@ -442,8 +442,7 @@ static json_t *get_tags(struct loader *l, const char *file, const json_t *obj)
 
     if (!v || json_is_null(v))
         return json_array();
-    json_array_foreach(v, i, tag)
-    {
+    json_array_foreach (v, i, tag) {
         if (!json_is_string(tag))
             break;
     }

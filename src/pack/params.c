@@ -102,8 +102,7 @@ static int in_enum(const json_t *choices, const json_t *v)
     size_t i;
     json_t *c;
 
-    json_array_foreach(choices, i, c)
-    {
+    json_array_foreach (choices, i, c) {
         if (values_equal(c, v))
             return 1;
     }
@@ -116,8 +115,7 @@ static char *enum_list(const json_t *choices)
     size_t i;
     json_t *c;
 
-    json_array_foreach(choices, i, c)
-    {
+    json_array_foreach (choices, i, c) {
         char *s = show(c, 0);
 
         buf_addf(&b, "%s%s", i ? ", " : "", s);
@@ -235,8 +233,7 @@ static void spec_problems(const char *prefix, const json_t *spec, json_t *proble
         add_problem(problems, "%s.enum': must be a list of values", prefix);
         choices = NULL;
     }
-    json_array_foreach(choices, i, c)
-    {
+    json_array_foreach (choices, i, c) {
         if (t && !type_matches(t, c)) {
             s = show(c, 1);
             add_problem(problems, "%s.enum': %s is not of type %s", prefix, s, t);
@@ -273,8 +270,7 @@ int params_schema_problems(const char *name, const char *field, const json_t *sc
         return ERR_INVALID;
     }
 
-    json_object_foreach((json_t *)schema, key, spec)
-    {
+    json_object_foreach ((json_t *)schema, key, spec) {
         char *prefix = xasprintf("%s: field '%s.%s", name, field, key);
 
         if (!name_valid(key))
@@ -329,12 +325,10 @@ static int unknown_names(const json_t *schema, const json_t *given)
     json_t *v, *spec;
     int rc = 0;
 
-    json_object_foreach((json_t *)given, key, v)
-    {
+    json_object_foreach ((json_t *)given, key, v) {
         if (json_object_get(schema, key))
             continue;
-        json_object_foreach((json_t *)schema, k, spec)
-        {
+        json_object_foreach ((json_t *)schema, k, spec) {
             buf_addf(&known, "%s%s", known.len ? ", " : "", k);
         }
         rc = err_set(ERR_INVALID, "parameter '%s': unknown (the action takes%s%s)", key,
@@ -396,8 +390,7 @@ int params_check(const json_t *schema, const json_t *given, json_t **resolved)
         goto out;
 
     out = json_deep_copy(given);
-    json_object_foreach((json_t *)schema, key, spec)
-    {
+    json_object_foreach ((json_t *)schema, key, spec) {
         const json_t *v = json_object_get(given, key);
         const json_t *def = json_object_get(spec, "default");
 
@@ -438,8 +431,7 @@ json_t *params_redact(const json_t *schema, const json_t *params)
     if (!json_is_object(out) || !json_is_object(schema))
         return out;
 
-    json_object_foreach((json_t *)schema, key, spec)
-    {
+    json_object_foreach ((json_t *)schema, key, spec) {
         if (json_is_true(json_object_get(spec, "secret")) && json_object_get(out, key))
             json_object_set_new(out, key, json_string("********"));
     }

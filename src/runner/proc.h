@@ -20,8 +20,8 @@
 
 #include "util/buf.h"
 
-#define PROC_STDOUT 1
-#define PROC_STDERR 2
+#define PROC_STDOUT      1
+#define PROC_STDERR      2
 #define PROC_STDERR_TAIL 4096
 
 /* Called with each piece of output, up to the stream's cap. */

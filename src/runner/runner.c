@@ -16,8 +16,8 @@
 
 /* Variables an action inherits from the worker; everything else is left
  * out, so the worker's own settings and credentials never reach it. */
-static const char *const env_allow[] = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
-                                        "TMPDIR", "USER", "LOGNAME", NULL};
+static const char *const env_allow[] = {"PATH", "HOME",   "LANG", "LC_ALL",  "LC_CTYPE",
+                                        "TZ",   "TMPDIR", "USER", "LOGNAME", NULL};
 
 struct argv_env {
     const char *argv[4];
@@ -77,7 +77,7 @@ static void dotenv_walk(const json_t *obj, const char *prefix, struct buf *out)
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach ((json_t *)obj, key, v) {
         char *name = prefix ? xasprintf("%s.%s", prefix, key) : xstrdup(key);
 
         if (json_is_object(v)) {
@@ -194,8 +194,8 @@ static int build_command(const struct runner_config *cfg, const struct runner_jo
         const char *interp = job->interpreter ? job->interpreter : rt->path;
 
         if (!interp)
-            return err_set(ERR_NOTFOUND, "runtime %s is not available on this worker: %s",
-                           rt->name, rt->error ? rt->error : "no interpreter");
+            return err_set(ERR_NOTFOUND, "runtime %s is not available on this worker: %s", rt->name,
+                           rt->error ? rt->error : "no interpreter");
         ae->argv[0] = interp;
         if (kind == RUNTIME_PYTHON) {
             ae->argv[1] = "-u";
@@ -218,8 +218,8 @@ static int build_command(const struct runner_config *cfg, const struct runner_jo
     env_add(ae, xasprintf("PACKRUN_ACTION=%s", str(job->action, "ref", "")));
     env_add(ae, xasprintf("PACKRUN_PACK=%s", str(job->action, "pack", "")));
     env_add(ae, xasprintf("PACKRUN_PACK_DIR=%s", job->pack_dir));
-    env_add(ae, xasprintf("PACKRUN_PARAMETER_FORMAT=%s",
-                          str(job->action, "parameter_format", "json")));
+    env_add(ae,
+            xasprintf("PACKRUN_PARAMETER_FORMAT=%s", str(job->action, "parameter_format", "json")));
     if (cfg->api_url)
         env_add(ae, xasprintf("PACKRUN_API_URL=%s", cfg->api_url));
     if (param_file)
@@ -274,9 +274,8 @@ static char *error_line(const struct proc_result *r)
     char *last;
 
     if (r->signal)
-        return xasprintf("killed by signal SIG%s", sigabbrev_np(r->signal)
-                                                       ? sigabbrev_np(r->signal)
-                                                       : "UNKNOWN");
+        return xasprintf("killed by signal SIG%s",
+                         sigabbrev_np(r->signal) ? sigabbrev_np(r->signal) : "UNKNOWN");
     last = text_last_line(buf_str(&r->err_tail), r->err_tail.len);
     if (last)
         return last;
@@ -393,9 +392,9 @@ enum runner_outcome runner_execute(const struct runner_config *cfg, const struct
         json_object_set_new(res, "stderr", inline_stream(&r.err_tail, r.err_bytes));
         json_object_set_new(res, "stdout_bytes", json_integer((json_int_t)r.out_bytes));
         json_object_set_new(res, "stderr_bytes", json_integer((json_int_t)r.err_bytes));
-        json_object_set_new(res, "truncated",
-                            json_boolean(r.out_bytes > RUNNER_INLINE_BYTES ||
-                                         r.err_bytes > PROC_STDERR_TAIL));
+        json_object_set_new(
+            res, "truncated",
+            json_boolean(r.out_bytes > RUNNER_INLINE_BYTES || r.err_bytes > PROC_STDERR_TAIL));
         outcome = judge(job, timeout_s, &r, res);
     }
     json_object_set(res, "environment",

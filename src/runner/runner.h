@@ -36,15 +36,15 @@ struct runner_config {
 
 struct runner_job {
     int64_t id;
-    const json_t *action;     /* the action, as pack_load() made it */
-    const char *pack_dir;     /* the pack release folder */
-    const json_t *parameters; /* complete, secrets included */
-    int64_t timeout_seconds;  /* 0: the action's or the default */
-    const char *interpreter;  /* an environment's interpreter, or NULL for the runtime's */
-    const char *env_dir;      /* the environment folder (venv, node_modules parent) or NULL */
+    const json_t *action;      /* the action, as pack_load() made it */
+    const char *pack_dir;      /* the pack release folder */
+    const json_t *parameters;  /* complete, secrets included */
+    int64_t timeout_seconds;   /* 0: the action's or the default */
+    const char *interpreter;   /* an environment's interpreter, or NULL for the runtime's */
+    const char *env_dir;       /* the environment folder (venv, node_modules parent) or NULL */
     const json_t *environment; /* {key, status, seconds, error}, copied into the result */
-    int cancel_fd;            /* -1, or readable when the execution is canceled */
-    proc_sink_fn sink;        /* output as it comes; may be NULL */
+    int cancel_fd;             /* -1, or readable when the execution is canceled */
+    proc_sink_fn sink;         /* output as it comes; may be NULL */
     void *ctx;
 };
 

@@ -77,8 +77,12 @@ void runtime_resolve(enum runtime_kind kind, const char *command, struct runtime
 
     const char *argv[] = {exe, probe_flags[kind], probe_args[kind], NULL};
     struct proc_opts opts = {
-        .argv = argv, .envp = (const char *const *)environ, .timeout_ms = 30000,
-        .grace_ms = 1000, .keep_stdout = 8192, .cancel_fd = -1,
+        .argv = argv,
+        .envp = (const char *const *)environ,
+        .timeout_ms = 30000,
+        .grace_ms = 1000,
+        .keep_stdout = 8192,
+        .cancel_fd = -1,
     };
 
     rc = proc_run(&opts, &res);

@@ -16,11 +16,11 @@ enum runtime_kind { RUNTIME_PYTHON, RUNTIME_NODE, RUNTIME_SHELL, RUNTIME_NATIVE,
 
 struct runtime {
     enum runtime_kind kind;
-    const char *name;  /* "python", ... */
-    char *command;     /* as configured */
-    char *path;        /* the resolved executable; NULL if unavailable */
-    char *version;     /* "3.11.7"; NULL if unavailable */
-    char *error;       /* why it is unavailable, or NULL */
+    const char *name; /* "python", ... */
+    char *command;    /* as configured */
+    char *path;       /* the resolved executable; NULL if unavailable */
+    char *version;    /* "3.11.7"; NULL if unavailable */
+    char *error;      /* why it is unavailable, or NULL */
 };
 
 /* Returns the kind for a runner_type name, or -1. */

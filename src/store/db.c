@@ -15,8 +15,7 @@ int db_open(const char *url, struct db **out)
 
     if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
         free(db);
-        return err_set(ERR_INVALID, "--db %s: PostgreSQL is not supported by this build yet",
-                       url);
+        return err_set(ERR_INVALID, "--db %s: PostgreSQL is not supported by this build yet", url);
     }
     if (strncmp(url, "sqlite:", 7) == 0)
         url += 7;

@@ -17,8 +17,6 @@
 #include "util/err.h"
 #include "util/fs.h"
 
-#define EVENTS_MAX_DIRS 8
-
 static const char *const channel_files[STORE_CH_COUNT] = {"queue", "finished", "log"};
 
 static struct {
@@ -27,7 +25,7 @@ static struct {
     pthread_cond_t cond;
     uint64_t gen[STORE_CH_COUNT];
     int ifd;
-    char *dirs[EVENTS_MAX_DIRS];
+    char **dirs; /* watched folders, one per database */
     int ndirs;
 } hub = {PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER, .ifd = -1};
 
@@ -84,11 +82,6 @@ int events_watch(const char *dir)
         if (strcmp(hub.dirs[i], dir) == 0)
             goto out;
     }
-    if (hub.ndirs == EVENTS_MAX_DIRS) {
-        rc = err_set(ERR_FAIL, "events: more than %d databases in one process", EVENTS_MAX_DIRS);
-        goto out;
-    }
-
     rc = fs_mkdirs(dir, 0755);
     if (rc < 0)
         goto out;
@@ -117,6 +110,7 @@ int events_watch(const char *dir)
         rc = err_errno(ERR_FAIL, "inotify_add_watch %s", dir);
         goto out;
     }
+    hub.dirs = xrealloc(hub.dirs, sizeof(*hub.dirs) * (size_t)(hub.ndirs + 1));
     hub.dirs[hub.ndirs++] = xstrdup(dir);
 
 out:

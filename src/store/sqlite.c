@@ -14,7 +14,7 @@
 #include "util/err.h"
 
 #define SQLITE_CACHE_SLOTS 64
-#define SQLITE_BUSY_MS 30000
+#define SQLITE_BUSY_MS     30000
 
 struct stmt_cache {
     const char *sql[SQLITE_CACHE_SLOTS];
@@ -191,8 +191,8 @@ int sqlite_open(const char *path, struct db *db)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 
     if (sqlite3_open_v2(path, &conn, flags, NULL) != SQLITE_OK) {
-        int rc = err_set(ERR_FAIL, "sqlite %s: %s", path,
-                         conn ? sqlite3_errmsg(conn) : "cannot open");
+        int rc =
+            err_set(ERR_FAIL, "sqlite %s: %s", path, conn ? sqlite3_errmsg(conn) : "cannot open");
 
         sqlite3_close(conn);
         return rc;

@@ -19,7 +19,7 @@ struct store {
 };
 
 static const char *const status_names[] = {
-    "requested", "scheduled", "running",   "succeeded", "failed",
+    "requested", "scheduled", "running",  "succeeded", "failed",
     "timeout",   "canceling", "canceled", "abandoned",
 };
 
@@ -216,11 +216,11 @@ int store_pack_put(struct store *st, const json_t *pack, const char *dir)
                  "tttttttttt", ref, json_string_value(json_object_get(pack, "label")),
                  json_string_value(json_object_get(pack, "description")),
                  json_string_value(json_object_get(pack, "version")),
-                 json_string_value(json_object_get(pack, "digest")), dir, runtimes, manifests,
-                 meta, now);
+                 json_string_value(json_object_get(pack, "digest")), dir, runtimes, manifests, meta,
+                 now);
     if (rc >= 0)
         rc = db_exec(st->db, "DELETE FROM actions WHERE pack = $1", "t", ref);
-    json_array_foreach(json_object_get(pack, "actions"), i, action) {
+    json_array_foreach (json_object_get(pack, "actions"), i, action) {
         char *doc;
 
         if (rc < 0)
@@ -272,7 +272,7 @@ int store_pack_get(struct store *st, const char *ref, json_t **out)
         json_decref(pack);
         goto fail;
     }
-    json_array_foreach(actions, i, row) {
+    json_array_foreach (actions, i, row) {
         json_array_append(names, json_object_get(row, "ref"));
     }
     json_decref(actions);
@@ -297,7 +297,7 @@ int store_pack_list(struct store *st, json_t **out)
                   &rows, "");
     if (rc < 0)
         return rc;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         pack_decode(row);
     }
     *out = rows;
@@ -364,15 +364,15 @@ int store_action_list(struct store *st, const char *pack, json_t **out)
     int rc;
 
     if (pack)
-        rc = db_query(st->db, "SELECT doc, pack FROM actions WHERE pack = $1 ORDER BY ref",
-                      &rows, "t", pack);
+        rc = db_query(st->db, "SELECT doc, pack FROM actions WHERE pack = $1 ORDER BY ref", &rows,
+                      "t", pack);
     else
         rc = db_query(st->db, "SELECT doc, pack FROM actions ORDER BY ref", &rows, "");
     if (rc < 0) {
         json_decref(list);
         return rc;
     }
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         json_array_append_new(list, action_from_row(row));
     }
     json_decref(rows);
@@ -423,8 +423,8 @@ int store_execution_get(struct store *st, int64_t id, json_t **out)
     char key[32];
     int rc;
 
-    rc = db_query(st->db, "SELECT " EXECUTION_COLUMNS " FROM executions WHERE id = $1", &rows,
-                  "i", id);
+    rc = db_query(st->db, "SELECT " EXECUTION_COLUMNS " FROM executions WHERE id = $1", &rows, "i",
+                  id);
     if (rc < 0)
         return rc;
     snprintf(key, sizeof(key), "%lld", (long long)id);
@@ -448,10 +448,10 @@ int store_execution_list(struct store *st, const struct store_filter *f, json_t 
                   " WHERE id < $1 AND ($2 IS NULL OR status = $2)"
                   " AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR pack = $4)"
                   " ORDER BY id DESC LIMIT $5",
-                  &rows, "itttti", before, f->status, f->action, f->pack, limit);
+                  &rows, "ittti", before, f->status, f->action, f->pack, limit);
     if (rc < 0)
         return rc;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         execution_decode(row);
     }
     *out = rows;
@@ -607,13 +607,13 @@ int store_execution_counts(struct store *st, json_t **out)
     size_t i;
     int rc;
 
-    rc = db_query(st->db, "SELECT status, COUNT(*) AS n FROM executions GROUP BY status", &rows,
-                  "");
+    rc =
+        db_query(st->db, "SELECT status, COUNT(*) AS n FROM executions GROUP BY status", &rows, "");
     if (rc < 0) {
         json_decref(counts);
         return rc;
     }
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         json_object_set(counts, json_string_value(json_object_get(row, "status")),
                         json_object_get(row, "n"));
     }
@@ -624,8 +624,8 @@ int store_execution_counts(struct store *st, json_t **out)
 
 /* --- logs ------------------------------------------------------------ */
 
-int store_log_append(struct store *st, int64_t id, const char *stream, int seq,
-                     const void *data, size_t len)
+int store_log_append(struct store *st, int64_t id, const char *stream, int seq, const void *data,
+                     size_t len)
 {
     int rc;
 
@@ -650,7 +650,7 @@ int store_log_read(struct store *st, int64_t id, const char *stream, int *seq, s
                   &rows, "iti", id, stream, (int64_t)*seq);
     if (rc < 0)
         return rc;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         json_t *data = json_object_get(row, "data");
 
         buf_add(out, json_string_value(data), json_string_length(data));
@@ -685,8 +685,8 @@ int store_worker_heartbeat(struct store *st, const json_t *w)
 
 int store_worker_stop(struct store *st, const char *name)
 {
-    int rc = db_exec(st->db, "UPDATE workers SET status = 'stopped', busy = 0 WHERE name = $1",
-                     "t", name);
+    int rc = db_exec(st->db, "UPDATE workers SET status = 'stopped', busy = 0 WHERE name = $1", "t",
+                     name);
 
     return rc < 0 ? rc : 0;
 }
@@ -700,7 +700,7 @@ int store_worker_list(struct store *st, json_t **out)
     rc = db_query(st->db, "SELECT * FROM workers ORDER BY name", &rows, "");
     if (rc < 0)
         return rc;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach (rows, i, row) {
         decode(row, "runtimes");
     }
     *out = rows;

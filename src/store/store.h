@@ -129,8 +129,8 @@ int store_execution_counts(struct store *st, json_t **out);
 /* --- logs -------------------------------------------------------------- */
 
 /* Append a chunk of an execution's stdout or stderr ("stdout"/"stderr"). */
-int store_log_append(struct store *st, int64_t id, const char *stream, int seq,
-                     const void *data, size_t len);
+int store_log_append(struct store *st, int64_t id, const char *stream, int seq, const void *data,
+                     size_t len);
 
 /* Read the chunks of a stream from chunk number *seq on, appending the
  * bytes to out and advancing *seq. */

@@ -17,9 +17,18 @@ struct key {
     size_t offset;
 };
 
-#define STR(n, f) {n, K_STR, offsetof(struct config, f)}
-#define INT(n, f) {n, K_INT, offsetof(struct config, f)}
-#define SECS(n, f) {n, K_SECONDS, offsetof(struct config, f)}
+#define STR(n, f)                                                                                  \
+    {                                                                                              \
+        n, K_STR, offsetof(struct config, f)                                                       \
+    }
+#define INT(n, f)                                                                                  \
+    {                                                                                              \
+        n, K_INT, offsetof(struct config, f)                                                       \
+    }
+#define SECS(n, f)                                                                                 \
+    {                                                                                              \
+        n, K_SECONDS, offsetof(struct config, f)                                                   \
+    }
 
 static const struct key keys[] = {
     STR("data", data_dir),
@@ -106,7 +115,7 @@ static int load_object(struct config *cfg, const char *path, const char *prefix,
     const char *name;
     json_t *v;
 
-    json_object_foreach(obj, name, v) {
+    json_object_foreach (obj, name, v) {
         char *full = prefix ? xasprintf("%s.%s", prefix, name) : xstrdup(name);
         const struct key *k = NULL;
         char *where, *text;

@@ -15,12 +15,12 @@
 #include <stdint.h>
 
 struct config {
-    char *data_dir;      /* data: ./.packrun */
-    char *db_url;        /* db: <data>/packrun.db */
-    char *listen;        /* listen: 127.0.0.1:8080 */
-    char *api_url;       /* api_url: where workers and actions reach the API */
-    char *worker_name;   /* worker_name: hostname, or hostname-pid for `worker` */
-    int slots;           /* slots: number of cores */
+    char *data_dir;                  /* data: ./.packrun */
+    char *db_url;                    /* db: <data>/packrun.db */
+    char *listen;                    /* listen: 127.0.0.1:8080 */
+    char *api_url;                   /* api_url: where workers and actions reach the API */
+    char *worker_name;               /* worker_name: hostname, or hostname-pid for `worker` */
+    int slots;                       /* slots: number of cores */
     int64_t default_timeout_seconds; /* 600 */
     int64_t kill_grace_ms;           /* kill_grace_seconds: 5 */
     int64_t stop_grace_ms;           /* stop_grace_seconds: 10 */

@@ -104,16 +104,16 @@ static int convert(struct conv *c, yaml_node_t *node, int depth, json_t **out)
     case YAML_MAPPING_NODE: {
         json_t *obj = json_object();
 
-        for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
-             p < node->data.mapping.pairs.top; p++) {
+        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+             p++) {
             yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
             json_t *v;
             int rc;
 
             if (k->type != YAML_SCALAR_NODE) {
                 json_decref(obj);
-                return err_set(ERR_INVALID, "%s: line %zu: mapping keys must be scalars",
-                               c->name, k->start_mark.line + 1);
+                return err_set(ERR_INVALID, "%s: line %zu: mapping keys must be scalars", c->name,
+                               k->start_mark.line + 1);
             }
             rc = convert(c, yaml_document_get_node(c->doc, p->value), depth + 1, &v);
             if (rc < 0) {
@@ -145,8 +145,8 @@ int yaml_parse(const char *name, const char *text, size_t len, json_t **out)
     if (!yaml_parser_load(&parser, &doc)) {
         rc = err_set(ERR_INVALID, "%s: line %zu, column %zu: %s%s%s", name,
                      parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                     parser.problem ? parser.problem : "invalid YAML",
-                     parser.context ? " " : "", parser.context ? parser.context : "");
+                     parser.problem ? parser.problem : "invalid YAML", parser.context ? " " : "",
+                     parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         return rc;
     }
@@ -233,7 +233,7 @@ static void emit_node(const json_t *v, int indent, struct buf *out)
     size_t i;
 
     if (json_is_object(v) && json_object_size(v) > 0) {
-        json_object_foreach((json_t *)v, key, item) {
+        json_object_foreach ((json_t *)v, key, item) {
             buf_addf(out, "%*s", indent, "");
             emit_string(key, out);
             buf_adds(out, ":");
@@ -247,7 +247,7 @@ static void emit_node(const json_t *v, int indent, struct buf *out)
             }
         }
     } else if (json_is_array(v) && json_array_size(v) > 0) {
-        json_array_foreach(v, i, item) {
+        json_array_foreach (v, i, item) {
             buf_addf(out, "%*s-", indent, "");
             if (is_block(item)) {
                 buf_adds(out, "\n");

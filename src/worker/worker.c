@@ -21,15 +21,15 @@
 /* Output is written to the log store in chunks of at most this size, or
  * sooner when it has waited LOG_FLUSH_MS. */
 #define LOG_CHUNK_BYTES (64 * 1024)
-#define LOG_FLUSH_MS 50
+#define LOG_FLUSH_MS    50
 
 struct slot {
     struct worker *w;
     int index;
     pthread_t thread;
-    int cancel_fd;             /* eventfd: readable to end the running execution */
-    _Atomic int64_t running;   /* the execution id, or 0 */
-    _Atomic int abandon;       /* ended by shutdown: store it as abandoned */
+    int cancel_fd;           /* eventfd: readable to end the running execution */
+    _Atomic int64_t running; /* the execution id, or 0 */
+    _Atomic int abandon;     /* ended by shutdown: store it as abandoned */
 };
 
 struct log_sink {
@@ -102,8 +102,8 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     struct worker *w = slot->w;
     int64_t id = json_integer_value(json_object_get(job, "id"));
     json_t *spec = json_object_get(job, "spec");
-    json_t *env = json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0,
-                            "error");
+    json_t *env =
+        json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0, "error");
     struct log_sink sink = {.st = st, .id = id, .flushed_at = clock_mono_ns() / 1000000};
     struct runner_job rj = {
         .id = id,
@@ -219,8 +219,7 @@ static void heartbeat(struct worker *w, struct store *st)
     clock_iso8601(clock_wall_ms() - w->cfg->worker_stale_ms, stale, sizeof(stale));
     n = store_execution_abandon(st, stale, NULL);
     if (n > 0)
-        log_warn("worker", "marked %d executions abandoned: their workers stopped heartbeating",
-                 n);
+        log_warn("worker", "marked %d executions abandoned: their workers stopped heartbeating", n);
 }
 
 static void *heartbeat_main(void *arg)

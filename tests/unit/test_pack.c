@@ -118,8 +118,7 @@ static void assert_problem(const json_t *problems, const char *message)
     size_t i;
     json_t *p;
 
-    json_array_foreach(problems, i, p)
-    {
+    json_array_foreach (problems, i, p) {
         if (strcmp(json_string_value(p), message) == 0)
             return;
     }
@@ -134,8 +133,7 @@ static void assert_problem_prefix(const json_t *problems, const char *prefix)
     size_t i;
     json_t *p;
 
-    json_array_foreach(problems, i, p)
-    {
+    json_array_foreach (problems, i, p) {
         if (strncmp(json_string_value(p), prefix, strlen(prefix)) == 0)
             return;
     }
@@ -168,8 +166,7 @@ static const json_t *action(const json_t *pack, const char *ref)
     size_t i;
     json_t *a;
 
-    json_array_foreach(json_object_get(pack, "actions"), i, a)
-    {
+    json_array_foreach (json_object_get(pack, "actions"), i, a) {
         if (strcmp(json_string_value(json_object_get(a, "ref")), ref) == 0)
             return a;
     }
