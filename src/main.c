@@ -189,6 +189,10 @@ static int setup_config(enum role role, const struct flags *f, struct config *cf
     }
     config_finish(cfg);
 
+    if (strcmp(cfg->env_on_failure, "fallback") != 0 && strcmp(cfg->env_on_failure, "fail") != 0)
+        return err_set(ERR_INVALID,
+                       "environments.on_failure '%s': expected fallback or fail",
+                       cfg->env_on_failure);
     level = log_level_parse(cfg->log_level);
     if (level < 0)
         return err_set(ERR_INVALID, "log level '%s': expected debug, info, warn or error",

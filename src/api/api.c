@@ -124,6 +124,8 @@ int api_register_pack(const struct config *cfg, struct store *st, const char *di
         rc = store_pack_put(st, loaded, release);
     if (rc == 0)
         rc = store_pack_get(st, json_string_value(json_object_get(loaded, "ref")), pack);
+    if (rc == 0 && json_object_size(json_object_get(loaded, "manifests")) > 0)
+        json_object_set_new(*pack, "environment", json_string("pending"));
 
 out:
     json_decref(loaded);
@@ -190,6 +192,7 @@ static void action_public(json_t *action)
 {
     json_object_del(action, "pack_dir");
     json_object_del(action, "pack_digest");
+    json_object_del(action, "pack_manifests");
 }
 
 static int h_action_list(struct call *c, json_t **reply)
@@ -264,9 +267,11 @@ static int h_execution_create(struct call *c, json_t **reply)
         goto out;
 
     shown = params_redact(json_object_get(action, "parameters"), params);
-    req = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O}, s:I}", "action", ref, "pack",
-                    json_object_get(action, "pack"), "parameters", shown, "spec", "action", action,
-                    "pack_dir", json_object_get(action, "pack_dir"), "parameters", params,
+    req = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O, s:O, s:O}, s:I}", "action", ref, "pack",
+                    json_object_get(action, "pack"), "parameters", shown, "spec", "action",
+                    action, "pack_dir", json_object_get(action, "pack_dir"), "pack_digest",
+                    json_object_get(action, "pack_digest"), "manifests",
+                    json_object_get(action, "pack_manifests"), "parameters", params,
                     "timeout_seconds", (json_int_t)timeout);
     rc = store_execution_create(c->st, req, &id);
     if (rc == 0)
@@ -445,6 +450,146 @@ static int h_execution_logs(struct call *c, json_t **reply)
     return 200;
 }
 
+/* --- environments and jobs ------------------------------------------ */
+
+static int h_env_list(struct call *c, json_t **reply)
+{
+    json_t *list = NULL;
+    int rc = store_env_list(c->st, &list);
+
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:o}", "environments", list);
+    return 200;
+}
+
+static int h_env_get(struct call *c, json_t **reply)
+{
+    json_t *rows = NULL;
+    int rc = store_env_get(c->st, c->seg[3], &rows);
+
+    if (rc < 0)
+        return rc;
+    *reply = json_pack("{s:O, s:o}", "key", json_object_get(json_array_get(rows, 0), "key"),
+                       "environments", rows);
+    return 200;
+}
+
+/* Queue a rebuild of each environment of one pack; adds job ids to jobs. */
+static int rebuild_pack(struct call *c, const char *ref, json_t *jobs)
+{
+    json_t *pack = NULL;
+    const char *runtime;
+    json_t *file;
+    int rc;
+
+    rc = store_pack_get(c->st, ref, &pack);
+    if (rc < 0)
+        return rc;
+    json_object_foreach (json_object_get(pack, "manifests"), runtime, file) {
+        int64_t id;
+
+        rc = store_job_create(c->st, "rebuild", ref, runtime, NULL, &id);
+        if (rc < 0)
+            break;
+        json_array_append_new(jobs, json_integer(id));
+    }
+    json_decref(pack);
+    return rc;
+}
+
+/* POST /api/v1/environments/{key or pack}/rebuild */
+static int h_env_rebuild(struct call *c, json_t **reply)
+{
+    json_t *jobs = json_array(), *rows = NULL, *row, *ref;
+    size_t i, j;
+    int rc;
+
+    rc = store_env_get(c->st, c->seg[3], &rows);
+    if (rc == ERR_NOTFOUND || rc == ERR_INVALID) {
+        rc = rebuild_pack(c, c->seg[3], jobs);
+        if (rc == ERR_NOTFOUND)
+            rc = err_set(ERR_NOTFOUND, "no pack or environment '%s'", c->seg[3]);
+    } else if (rc == 0) {
+        json_array_foreach (rows, i, row) {
+            json_array_foreach (json_object_get(row, "packs"), j, ref) {
+                if (rc == 0)
+                    rc = rebuild_pack(c, json_string_value(ref), jobs);
+            }
+        }
+    }
+    json_decref(rows);
+    if (rc == 0 && json_array_size(jobs) == 0)
+        rc = err_set(ERR_CONFLICT, "'%s' has no environment to rebuild", c->seg[3]);
+    if (rc < 0) {
+        json_decref(jobs);
+        return rc;
+    }
+    log_info("api", "environment rebuild of %s queued", c->seg[3]);
+    *reply = json_pack("{s:o}", "jobs", jobs);
+    return 202;
+}
+
+/* POST /api/v1/environments/gc: one gc job for each live worker. */
+static int h_env_gc(struct call *c, json_t **reply)
+{
+    json_t *workers = NULL, *w, *jobs = json_array();
+    size_t i;
+    int rc;
+
+    rc = store_worker_list(c->st, &workers);
+    json_array_foreach (workers, i, w) {
+        int64_t id;
+
+        if (rc < 0 || strcmp(json_string_value(json_object_get(w, "status")), "running") != 0)
+            continue;
+        rc = store_job_create(c->st, "gc", NULL, NULL, json_string_value(json_object_get(w, "name")),
+                              &id);
+        if (rc == 0)
+            json_array_append_new(jobs, json_integer(id));
+    }
+    json_decref(workers);
+    if (rc < 0) {
+        json_decref(jobs);
+        return rc;
+    }
+    *reply = json_pack("{s:o}", "jobs", jobs);
+    return 202;
+}
+
+static int h_job_get(struct call *c, json_t **reply)
+{
+    long wait_s = 0;
+    int64_t id, deadline;
+    uint64_t seen;
+    int rc;
+
+    rc = parse_id(c->seg[3], &id);
+    if (rc == 0)
+        rc = parse_int_arg(c, "wait", 0, API_MAX_WAIT_S, &wait_s);
+    if (rc < 0)
+        return rc;
+    seen = store_seen(c->st, STORE_CH_FINISHED);
+    deadline = clock_mono_ns() / 1000000 + wait_s * 1000;
+    for (;;) {
+        const char *status;
+        int64_t left;
+
+        rc = store_job_get(c->st, id, reply);
+        if (rc < 0)
+            return rc;
+        status = json_string_value(json_object_get(*reply, "status"));
+        left = deadline - clock_mono_ns() / 1000000;
+        if (strcmp(status, "requested") != 0 && strcmp(status, "running") != 0)
+            return 200;
+        if (left <= 0)
+            return 200;
+        json_decref(*reply);
+        *reply = NULL;
+        store_wait(c->st, STORE_CH_FINISHED, &seen, (int)(left < 1000 ? left : 1000));
+    }
+}
+
 /* --- workers and health ---------------------------------------------- */
 
 static int h_worker_list(struct call *c, json_t **reply)
@@ -489,6 +634,11 @@ static const struct route routes[] = {
     {"POST", "api/v1/executions/*/cancel", h_execution_cancel},
     {"GET", "api/v1/executions/*/logs/*", h_execution_logs},
     {"GET", "api/v1/workers", h_worker_list},
+    {"GET", "api/v1/environments", h_env_list},
+    {"POST", "api/v1/environments/gc", h_env_gc},
+    {"GET", "api/v1/environments/*", h_env_get},
+    {"POST", "api/v1/environments/*/rebuild", h_env_rebuild},
+    {"GET", "api/v1/jobs/*", h_job_get},
 };
 
 static int split_path(char *path, char **seg)

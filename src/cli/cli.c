@@ -46,8 +46,8 @@ int cli_status_exit(const char *status)
 
 int cli_is_client_command(int argc, char **argv)
 {
-    static const char *const names[] = {"pack", "action", "run",   "execution",
-                                        "help", "-h",     "--help"};
+    static const char *const names[] = {"pack", "action", "run",    "execution",
+                                        "env",  "help",   "-h",     "--help"};
     size_t i;
     int j;
 
@@ -993,8 +993,9 @@ static int pack_install(struct ctx *ctx, int argc, char **argv)
     if (ctx->g.json)
         print_json(reply);
     else
-        printf("installed pack %s %s (%lld action%s)\n", str(reply, "ref"), str(reply, "version"),
-               n, n == 1 ? "" : "s");
+        printf("installed pack %s %s (%lld action%s%s)\n", str(reply, "ref"),
+               str(reply, "version"), n, n == 1 ? "" : "s",
+               str(reply, "environment") ? "; environment pending: a worker prepares it" : "");
 
 out:
     json_decref(body);
@@ -1270,7 +1271,8 @@ static int run_wait(struct ctx *ctx, long long id, json_t **exec)
     json_t *next = NULL;
 
     while (cli_status_exit(status) < 0) {
-        int wait = tty && status && waiting(status) ? 1 : WAIT_SECONDS;
+        int busy = status && (waiting(status) || str(*exec, "progress"));
+        int wait = tty && busy ? 1 : WAIT_SECONDS;
 
         asked = clock_mono_ns();
         rc = api_getf(ctx, &next, "/api/v1/executions/%lld?wait=%d", id, wait);
@@ -1283,9 +1285,12 @@ static int run_wait(struct ctx *ctx, long long id, json_t **exec)
             rc = err_set(ERR_FAIL, "the API answered an execution without a status");
             break;
         }
-        if (tty && waiting(status) && clock_mono_ns() - start >= 1000000000LL) {
-            fprintf(stderr, "\r\033[Kwaiting: %s… (%llds)", status,
-                    (long long)((clock_mono_ns() - start) / 1000000000LL));
+        if (tty && (waiting(status) || str(*exec, "progress")) &&
+            clock_mono_ns() - start >= 1000000000LL) {
+            const char *note = str(*exec, "progress");
+
+            fprintf(stderr, "\r\033[Kwaiting: %s%s%s… (%llds)", status, note ? ": " : "",
+                    note ? note : "", (long long)((clock_mono_ns() - start) / 1000000000LL));
             shown_line = 1;
         } else if (shown_line) {
             fputs("\r\033[K", stderr);
@@ -1648,6 +1653,175 @@ out:
 
 /* ---- dispatch and help ---- */
 
+/* --- environments --------------------------------------------------- */
+
+static char *size_cell(const json_t *bytes)
+{
+    double v = (double)json_integer_value(bytes);
+
+    if (!json_is_integer(bytes))
+        return xstrdup("-");
+    if (v >= 1024 * 1024)
+        return xasprintf("%.1f MiB", v / (1024 * 1024));
+    return xasprintf("%.0f KiB", v / 1024);
+}
+
+static int env_list(struct ctx *ctx, int argc, char **argv)
+{
+    static const char *const headers[] = {"KEY",  "RUNTIME", "PACKS", "SIZE",
+                                          "STATUS", "BUILT",   "BUILD TIME", "HOST"};
+    json_t *reply = NULL, *e;
+    struct cli_table t;
+    size_t i;
+    int rc;
+
+    rc = parse(ctx, argc, argv, NULL, 0, 0);
+    if (rc == 0)
+        rc = api(ctx, "GET", "/api/v1/environments", NULL, &reply);
+    if (rc < 0)
+        return rc;
+    if (ctx->g.json) {
+        print_json(reply);
+        goto out;
+    }
+    cli_table_init(&t, 8, headers);
+    json_array_foreach (items(reply, "environments"), i, e) {
+        char *key = xasprintf("%.12s", str(e, "key") ? str(e, "key") : "-");
+        char *packs = cli_json_cell(json_object_get(e, "packs"));
+        char *size = size_cell(json_object_get(e, "size_bytes"));
+        char *built = cli_format_time(str(e, "built_at"));
+        char *took = cli_format_duration(json_integer_value(json_object_get(e, "build_ms")));
+        const char *cells[8] = {key,   str(e, "runtime"), packs, size, str(e, "status"),
+                                built, took,              str(e, "host")};
+
+        cli_table_add(&t, cells);
+        free(key);
+        free(packs);
+        free(size);
+        free(built);
+        free(took);
+    }
+    print_table(&t);
+
+out:
+    json_decref(reply);
+    return 0;
+}
+
+static int env_show(struct ctx *ctx, int argc, char **argv)
+{
+    json_t *reply = NULL, *e;
+    size_t i;
+    int rc;
+
+    rc = parse(ctx, argc, argv, NULL, 1, 1);
+    if (rc == 0)
+        rc = api_getf(ctx, &reply, "/api/v1/environments/%s", ctx->pos[0]);
+    if (rc < 0)
+        return rc;
+    if (ctx->g.json) {
+        print_json(reply);
+        goto out;
+    }
+    json_array_foreach (items(reply, "environments"), i, e) {
+        struct cli_table t;
+        const char *log = str(e, "log");
+
+        cli_table_init(&t, 2, NULL);
+        field(&t, "Key", json_object_get(e, "key"));
+        field(&t, "Host", json_object_get(e, "host"));
+        field(&t, "Runtime", json_object_get(e, "runtime"));
+        field(&t, "Status", json_object_get(e, "status"));
+        field(&t, "Folder", json_object_get(e, "dir"));
+        field_own(&t, "Packs", cli_json_cell(json_object_get(e, "packs")));
+        field_own(&t, "Size", size_cell(json_object_get(e, "size_bytes")));
+        field_own(&t, "Built", cli_format_time(str(e, "built_at")));
+        field_own(&t, "Build time",
+                  cli_format_duration(json_integer_value(json_object_get(e, "build_ms"))));
+        field(&t, "Error", json_object_get(e, "error"));
+        print_table(&t);
+        if (log && *log)
+            printf("\n--- build log ---\n%s%s", log, log[strlen(log) - 1] == '\n' ? "" : "\n");
+    }
+
+out:
+    json_decref(reply);
+    return 0;
+}
+
+/* Wait for each job in reply's "jobs" and print what it did. */
+static int env_wait_jobs(struct ctx *ctx, const json_t *reply, const char *what)
+{
+    json_t *id, *job = NULL;
+    size_t i;
+    int rc = 0, failed = 0;
+
+    json_array_foreach (items(reply, "jobs"), i, id) {
+        const char *status;
+
+        for (;;) {
+            json_decref(job);
+            job = NULL;
+            rc = api_getf(ctx, &job, "/api/v1/jobs/%lld?wait=30",
+                          (long long)json_integer_value(id));
+            if (rc < 0)
+                return rc;
+            status = str(job, "status");
+            if (status && strcmp(status, "requested") != 0 && strcmp(status, "running") != 0)
+                break;
+        }
+        if (ctx->g.json) {
+            print_json(job);
+        } else {
+            const json_t *res = json_object_get(job, "result");
+
+            if (strcmp(what, "gc") == 0)
+                printf("worker %s: removed %zu environments\n", str(job, "worker"),
+                       json_array_size(json_object_get(res, "removed")));
+            else
+                printf("pack %s (%s): environment %.12s %s%s%s\n", str(job, "pack"),
+                       str(job, "runtime"), str(res, "key") ? str(res, "key") : "-",
+                       str(res, "status") ? str(res, "status") : status,
+                       str(res, "error") ? ": " : "", str(res, "error") ? str(res, "error") : "");
+        }
+        failed |= strcmp(status, "failed") == 0;
+    }
+    json_decref(job);
+    return failed ? err_set(ERR_FAIL, "%s failed", what) : 0;
+}
+
+static int env_rebuild(struct ctx *ctx, int argc, char **argv)
+{
+    json_t *reply = NULL;
+    char *path;
+    int rc;
+
+    rc = parse(ctx, argc, argv, NULL, 1, 1);
+    if (rc < 0)
+        return rc;
+    path = xasprintf("/api/v1/environments/%s/rebuild", ctx->pos[0]);
+    rc = api(ctx, "POST", path, NULL, &reply);
+    free(path);
+    if (rc == 0)
+        rc = env_wait_jobs(ctx, reply, "rebuild");
+    json_decref(reply);
+    return rc;
+}
+
+static int env_gc(struct ctx *ctx, int argc, char **argv)
+{
+    json_t *reply = NULL;
+    int rc;
+
+    rc = parse(ctx, argc, argv, NULL, 0, 0);
+    if (rc == 0)
+        rc = api(ctx, "POST", "/api/v1/environments/gc", NULL, &reply);
+    if (rc == 0)
+        rc = env_wait_jobs(ctx, reply, "gc");
+    json_decref(reply);
+    return rc;
+}
+
 static const struct command commands[] = {
     {"pack", "install", pack_install, "pack install DIR [--json]",
      "Register the pack in folder DIR. The API server reads the folder, so it must be\n"
@@ -1684,6 +1858,16 @@ static const struct command commands[] = {
     {"execution", "logs", execution_logs, "execution logs ID [stdout|stderr] [-f|--follow]",
      "Print the captured stdout (or stderr) of an execution. With --follow, keep\n"
      "printing as it comes until the execution ends."},
+    {"env", "list", env_list, "env list [--json]",
+     "List the runtime environments workers have built: key, runtime, the packs using\n"
+     "it, size, status, when it was built and how long that took."},
+    {"env", "show", env_show, "env show KEY [--json]",
+     "Show one environment (KEY or its first 8+ digits) with its build log."},
+    {"env", "rebuild", env_rebuild, "env rebuild PACK|KEY [--json]",
+     "Build the environments of a pack (or of the packs using KEY) anew, and wait."},
+    {"env", "gc", env_gc, "env gc [--json]",
+     "Remove the environments no installed pack uses, on every live worker. An\n"
+     "environment an execution is running on is kept."},
     {"worker", "list", worker_list, "worker list [--json]",
      "List the workers, with their runtimes, slots and last heartbeat."},
 };

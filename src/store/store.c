@@ -190,6 +190,26 @@ static int one_row(json_t *rows, json_t **out, const char *what, const char *key
 
 /* --- packs and actions ------------------------------------------------ */
 
+/* One setup job per runtime with a manifest, so that a capable worker
+ * prepares the environment before the first execution needs it. */
+static int queue_setup_jobs(struct store *st, const char *ref, const json_t *manifests,
+                            const char *now)
+{
+    const char *runtime;
+    json_t *file;
+    int rc = 0;
+
+    json_object_foreach ((json_t *)manifests, runtime, file) {
+        rc = db_exec(st->db,
+                     "INSERT INTO jobs (kind, pack, runtime, status, created_at)"
+                     " VALUES ('setup', $1, $2, 'requested', $3)",
+                     "ttt", ref, runtime, now);
+        if (rc < 0)
+            break;
+    }
+    return rc;
+}
+
 int store_pack_put(struct store *st, const json_t *pack, const char *dir)
 {
     const char *ref = json_string_value(json_object_get(pack, "ref"));
@@ -232,11 +252,15 @@ int store_pack_put(struct store *st, const json_t *pack, const char *dir)
                      json_string_value(json_object_get(action, "runner_type")), doc);
         free(doc);
     }
+    if (rc >= 0)
+        rc = queue_setup_jobs(st, ref, json_object_get(pack, "manifests"), now);
     if (rc < 0) {
         db_rollback(st->db);
         goto out;
     }
     rc = db_commit(st->db);
+    if (rc == 0 && json_object_size(json_object_get(pack, "manifests")) > 0)
+        store_notify(st, STORE_CH_QUEUE);
 
 out:
     free(runtimes);
@@ -334,6 +358,8 @@ static json_t *action_from_row(json_t *row)
     if (json_object_get(row, "pack_dir")) {
         json_object_set(action, "pack_dir", json_object_get(row, "pack_dir"));
         json_object_set(action, "pack_digest", json_object_get(row, "pack_digest"));
+        decode(row, "pack_manifests");
+        json_object_set(action, "pack_manifests", json_object_get(row, "pack_manifests"));
     }
     return action;
 }
@@ -344,7 +370,8 @@ int store_action_get(struct store *st, const char *ref, json_t **out)
     int rc;
 
     rc = db_query(st->db,
-                  "SELECT a.doc, a.pack, p.dir AS pack_dir, p.digest AS pack_digest"
+                  "SELECT a.doc, a.pack, p.dir AS pack_dir, p.digest AS pack_digest,"
+                  " p.manifests AS pack_manifests"
                   " FROM actions a JOIN packs p ON p.ref = a.pack WHERE a.ref = $1",
                   &rows, "t", ref);
     if (rc < 0)
@@ -384,7 +411,7 @@ int store_action_list(struct store *st, const char *pack, json_t **out)
 
 #define EXECUTION_COLUMNS                                                                          \
     "id, action, pack, status, parameters, timeout_seconds, worker, created_at, scheduled_at,"     \
-    " started_at, finished_at, result"
+    " started_at, finished_at, progress, result"
 
 static void execution_decode(json_t *row)
 {
@@ -512,7 +539,8 @@ int store_execution_finish(struct store *st, int64_t id, enum store_status statu
 
     clock_now(now, sizeof(now));
     rc = db_exec(st->db,
-                 "UPDATE executions SET status = $2, result = $3, finished_at = $4, spec = NULL"
+                 "UPDATE executions SET status = $2, result = $3, finished_at = $4, spec = NULL,"
+                 " progress = NULL"
                  " WHERE id = $1 AND status IN ('requested', 'scheduled', 'running', 'canceling')",
                  "itttt", id, store_status_name(status), text, now);
     free(text);
@@ -705,6 +733,253 @@ int store_worker_list(struct store *st, json_t **out)
     }
     *out = rows;
     return 0;
+}
+
+int store_execution_progress(struct store *st, int64_t id, const char *note)
+{
+    int rc = db_exec(st->db, "UPDATE executions SET progress = $2 WHERE id = $1", "it", id, note);
+
+    if (rc < 0)
+        return rc;
+    return store_notify(st, STORE_CH_FINISHED);
+}
+
+/* --- environments -------------------------------------------------- */
+
+int store_env_put(struct store *st, const json_t *env)
+{
+    char now[32];
+    int rc;
+
+    clock_now(now, sizeof(now));
+    rc = db_exec(st->db,
+                 "INSERT INTO environments (key, host, runtime, status, dir, size_bytes, built_at,"
+                 " build_ms, error, log, updated_at)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 " ON CONFLICT (key, host) DO UPDATE SET runtime = $3, status = $4, dir = $5,"
+                 " size_bytes = $6, built_at = $7, build_ms = $8, error = $9, log = $10,"
+                 " updated_at = $11",
+                 "ttttttititt", json_string_value(json_object_get(env, "key")),
+                 json_string_value(json_object_get(env, "host")),
+                 json_string_value(json_object_get(env, "runtime")),
+                 json_string_value(json_object_get(env, "status")),
+                 json_string_value(json_object_get(env, "dir")),
+                 (int64_t)json_integer_value(json_object_get(env, "size_bytes")),
+                 json_string_value(json_object_get(env, "built_at")),
+                 (int64_t)json_integer_value(json_object_get(env, "build_ms")),
+                 json_string_value(json_object_get(env, "error")),
+                 json_string_value(json_object_get(env, "log")), now);
+    return rc < 0 ? rc : 0;
+}
+
+int store_env_link(struct store *st, const char *pack, const char *digest, const char *runtime,
+                   const char *host, const char *key)
+{
+    int rc = db_exec(st->db,
+                     "INSERT INTO environment_packs (pack, digest, runtime, host, key)"
+                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pack, digest, runtime, host)"
+                     " DO UPDATE SET key = $5",
+                     "ttttt", pack, digest, runtime, host, key);
+
+    return rc < 0 ? rc : 0;
+}
+
+/* Add "packs": the installed packs (current releases) using each row's key. */
+static int env_add_packs(struct store *st, json_t *rows)
+{
+    json_t *row, *packs = NULL, *p;
+    size_t i, j;
+    int rc;
+
+    rc = db_query(st->db,
+                  "SELECT DISTINCT e.key, e.host, e.pack FROM environment_packs e"
+                  " JOIN packs p ON p.ref = e.pack AND p.digest = e.digest ORDER BY e.pack",
+                  &packs, "");
+    if (rc < 0)
+        return rc;
+    json_array_foreach (rows, i, row) {
+        json_t *names = json_array();
+
+        json_array_foreach (packs, j, p) {
+            if (json_equal(json_object_get(p, "key"), json_object_get(row, "key")) &&
+                json_equal(json_object_get(p, "host"), json_object_get(row, "host")))
+                json_array_append(names, json_object_get(p, "pack"));
+        }
+        json_object_set_new(row, "packs", names);
+    }
+    json_decref(packs);
+    return 0;
+}
+
+int store_env_list(struct store *st, json_t **out)
+{
+    json_t *rows = NULL;
+    int rc;
+
+    rc = db_query(st->db,
+                  "SELECT key, host, runtime, status, dir, size_bytes, built_at, build_ms, error,"
+                  " updated_at FROM environments ORDER BY runtime, key, host",
+                  &rows, "");
+    if (rc < 0)
+        return rc;
+    rc = env_add_packs(st, rows);
+    if (rc < 0) {
+        json_decref(rows);
+        return rc;
+    }
+    *out = rows;
+    return 0;
+}
+
+int store_env_get(struct store *st, const char *prefix, json_t **out)
+{
+    json_t *rows = NULL;
+    char *pattern;
+    int rc;
+
+    if (strlen(prefix) < 8 || strspn(prefix, "0123456789abcdef") != strlen(prefix))
+        return err_set(ERR_INVALID, "environment key '%s': give at least 8 hex digits", prefix);
+    pattern = xasprintf("%s%%", prefix);
+    rc = db_query(st->db,
+                  "SELECT key, host, runtime, status, dir, size_bytes, built_at, build_ms, error,"
+                  " log, updated_at FROM environments WHERE key LIKE $1 ORDER BY key, host",
+                  &rows, "t", pattern);
+    free(pattern);
+    if (rc < 0)
+        return rc;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return err_set(ERR_NOTFOUND, "environment '%s' not found", prefix);
+    }
+    for (size_t i = 1; i < json_array_size(rows); i++) {
+        if (!json_equal(json_object_get(json_array_get(rows, i), "key"),
+                        json_object_get(json_array_get(rows, 0), "key"))) {
+            json_decref(rows);
+            return err_set(ERR_INVALID, "environment key '%s' is ambiguous", prefix);
+        }
+    }
+    rc = env_add_packs(st, rows);
+    if (rc < 0) {
+        json_decref(rows);
+        return rc;
+    }
+    *out = rows;
+    return 0;
+}
+
+int store_env_keys_in_use(struct store *st, const char *host, json_t **out)
+{
+    json_t *rows = NULL, *row, *keys = json_array();
+    size_t i;
+    int rc;
+
+    rc = db_query(st->db,
+                  "SELECT DISTINCT e.key FROM environment_packs e"
+                  " JOIN packs p ON p.ref = e.pack AND p.digest = e.digest WHERE e.host = $1",
+                  &rows, "t", host);
+    if (rc < 0) {
+        json_decref(keys);
+        return rc;
+    }
+    json_array_foreach (rows, i, row) {
+        json_array_append(keys, json_object_get(row, "key"));
+    }
+    json_decref(rows);
+    *out = keys;
+    return 0;
+}
+
+int store_env_forget(struct store *st, const char *host, const char *key)
+{
+    int rc = db_exec(st->db, "DELETE FROM environments WHERE host = $1 AND key = $2", "tt", host,
+                     key);
+
+    return rc < 0 ? rc : 0;
+}
+
+/* --- jobs ------------------------------------------------------------ */
+
+int store_job_create(struct store *st, const char *kind, const char *pack, const char *runtime,
+                     const char *target, int64_t *id)
+{
+    json_t *rows = NULL;
+    char now[32];
+    int rc;
+
+    clock_now(now, sizeof(now));
+    rc = db_query(st->db,
+                  "INSERT INTO jobs (kind, pack, runtime, target, status, created_at)"
+                  " VALUES ($1, $2, $3, $4, 'requested', $5) RETURNING id",
+                  &rows, "ttttt", kind, pack, runtime, target, now);
+    if (rc < 0)
+        return rc;
+    *id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+    json_decref(rows);
+    return store_notify(st, STORE_CH_QUEUE);
+}
+
+int store_job_claim(struct store *st, const char *worker, const char *runtimes, json_t **out)
+{
+    static const char *const sql[] = {
+        "UPDATE jobs SET status = 'running', worker = $1, started_at = $3"
+        " WHERE id = (SELECT id FROM jobs WHERE status = 'requested'"
+        " AND (target IS NULL OR target = $1)"
+        " AND (runtime IS NULL OR $2 LIKE '%,' || runtime || ',%') ORDER BY id LIMIT 1)"
+        " AND status = 'requested' RETURNING id, kind, pack, runtime, target",
+        "UPDATE jobs SET status = 'running', worker = $1, started_at = $3"
+        " WHERE id = (SELECT id FROM jobs WHERE status = 'requested'"
+        " AND (target IS NULL OR target = $1)"
+        " AND (runtime IS NULL OR $2 LIKE '%,' || runtime || ',%') ORDER BY id LIMIT 1"
+        " FOR UPDATE SKIP LOCKED) RETURNING id, kind, pack, runtime, target",
+    };
+    json_t *rows = NULL;
+    char now[32];
+    int rc;
+
+    clock_now(now, sizeof(now));
+    rc = db_query(st->db, sql[db_dialect(st->db) == DB_POSTGRES], &rows, "ttt", worker, runtimes,
+                  now);
+    if (rc < 0)
+        return rc;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return err_set(ERR_NOTFOUND, "no job");
+    }
+    *out = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return 0;
+}
+
+int store_job_finish(struct store *st, int64_t id, const char *status, const json_t *result)
+{
+    char *text = dump(result);
+    char now[32];
+    int rc;
+
+    clock_now(now, sizeof(now));
+    rc = db_exec(st->db,
+                 "UPDATE jobs SET status = $2, result = $3, finished_at = $4 WHERE id = $1",
+                 "ittt", id, status, text, now);
+    free(text);
+    if (rc < 0)
+        return rc;
+    return store_notify(st, STORE_CH_FINISHED);
+}
+
+int store_job_get(struct store *st, int64_t id, json_t **out)
+{
+    json_t *rows = NULL;
+    char key[32];
+    int rc;
+
+    rc = db_query(st->db, "SELECT * FROM jobs WHERE id = $1", &rows, "i", id);
+    if (rc < 0)
+        return rc;
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    rc = one_row(rows, out, "job", key);
+    if (rc == 0)
+        decode(*out, "result");
+    return rc;
 }
 
 /* --- events ---------------------------------------------------------- */

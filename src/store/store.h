@@ -39,7 +39,8 @@ int store_ping(struct store *st);
 /* --- packs and actions ------------------------------------------------- */
 
 /* Register pack (as pack_load() returns it) installed in dir, replacing
- * an earlier release of the same ref and its actions, in one transaction. */
+ * an earlier release of the same ref and its actions, and queue a setup
+ * job for each runtime environment it declares, in one transaction. */
 int store_pack_put(struct store *st, const json_t *pack, const char *dir);
 
 /* {ref, label, description, version, digest, dir, runtimes, manifests,
@@ -48,8 +49,8 @@ int store_pack_get(struct store *st, const char *ref, json_t **out);
 int store_pack_list(struct store *st, json_t **out);
 int store_pack_delete(struct store *st, const char *ref);
 
-/* The action (as pack_load() made it) plus "pack", "pack_dir" and
- * "pack_digest". */
+/* The action (as pack_load() made it) plus "pack", "pack_dir",
+ * "pack_digest" and "pack_manifests". */
 int store_action_get(struct store *st, const char *ref, json_t **out);
 
 /* All actions, or those of one pack when pack is not NULL. */
@@ -143,6 +144,49 @@ int store_log_read(struct store *st, int64_t id, const char *stream, int *seq, s
 int store_worker_heartbeat(struct store *st, const json_t *worker);
 int store_worker_stop(struct store *st, const char *name);
 int store_worker_list(struct store *st, json_t **out);
+
+/* --- environments ------------------------------------------------------ */
+
+/* Insert or replace what a worker's host knows of one environment:
+ * {key, host, runtime, status (building|ready|failed), dir, size_bytes,
+ *  built_at, build_ms, error, log}. */
+int store_env_put(struct store *st, const json_t *env);
+
+/* Record that a pack release's runtime uses environment key on host. */
+int store_env_link(struct store *st, const char *pack, const char *digest, const char *runtime,
+                   const char *host, const char *key);
+
+/* Every environment, each with "packs": the installed packs using it. */
+int store_env_list(struct store *st, json_t **out);
+
+/* The environments whose key starts with prefix (at least 8 digits), with
+ * their build logs; ERR_NOTFOUND if none, ERR_INVALID if the prefix is
+ * too short or names several keys. */
+int store_env_get(struct store *st, const char *prefix, json_t **out);
+
+/* The keys on host that an installed pack release uses, as an array. */
+int store_env_keys_in_use(struct store *st, const char *host, json_t **out);
+
+/* Forget environments of host that are not in keep (removed by gc). */
+int store_env_forget(struct store *st, const char *host, const char *key);
+
+/* --- jobs: work for workers that is not an execution ---------------------- */
+
+/* Queue a job: kind "setup" or "rebuild" (pack, runtime: build that
+ * pack's environment for runtime on the first capable worker) or "gc"
+ * (target: the worker that must run it). Sets *id. */
+int store_job_create(struct store *st, const char *kind, const char *pack, const char *runtime,
+                     const char *target, int64_t *id);
+
+/* Claim the oldest job worker can do: its target is worker or none, and
+ * its runtime is one of runtimes (a list such as ",python,node,"). */
+int store_job_claim(struct store *st, const char *worker, const char *runtimes, json_t **out);
+
+int store_job_finish(struct store *st, int64_t id, const char *status, const json_t *result);
+int store_job_get(struct store *st, int64_t id, json_t **out);
+
+/* Set the progress note of a running execution (NULL clears it). */
+int store_execution_progress(struct store *st, int64_t id, const char *note);
 
 /* --- events ------------------------------------------------------------ */
 

@@ -47,6 +47,11 @@ static const struct key keys[] = {
     STR("runtimes.python.interpreter", interpreters[0]),
     STR("runtimes.node.interpreter", interpreters[1]),
     STR("runtimes.shell.interpreter", interpreters[2]),
+    STR("environments.on_failure", env_on_failure),
+    SECS("environments.build_timeout_seconds", env_build_timeout_ms),
+    STR("environments.pip_index_url", pip_index_url),
+    STR("environments.pip_find_links", pip_find_links),
+    STR("environments.pip_no_index", pip_no_index),
     STR("log_level", log_level),
     STR("log_format", log_format),
 };
@@ -73,6 +78,8 @@ static void defaults(struct config *cfg)
     cfg->max_body_bytes = 64L * 1024 * 1024;
     cfg->heartbeat_ms = 2000;
     cfg->worker_stale_ms = 15000;
+    cfg->env_on_failure = xstrdup("fallback");
+    cfg->env_build_timeout_ms = 1800 * 1000;
     cfg->log_level = xstrdup("info");
     cfg->log_format = xstrdup("logfmt");
 }

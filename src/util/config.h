@@ -29,6 +29,11 @@ struct config {
     int64_t heartbeat_ms;            /* heartbeat_seconds: 2 */
     int64_t worker_stale_ms;         /* worker_stale_seconds: 15 */
     char *interpreters[3];           /* runtimes.{python,node,shell}.interpreter */
+    char *env_on_failure;            /* environments.on_failure: fallback | fail */
+    int64_t env_build_timeout_ms;    /* environments.build_timeout_seconds: 1800 */
+    char *pip_index_url;             /* environments.pip_index_url */
+    char *pip_find_links;            /* environments.pip_find_links */
+    char *pip_no_index;              /* environments.pip_no_index: "1" for offline */
     char *log_level;                 /* info */
     char *log_format;                /* logfmt | json */
 };

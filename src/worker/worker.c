@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env/env.h"
 #include "runner/runner.h"
 #include "store/store.h"
 #include "util/buf.h"
@@ -45,12 +46,17 @@ struct worker {
     struct runtime runtimes[RUNTIME_COUNT];
     struct runner_config rcfg;
     char *name;
+    char *host;
     char *work_dir;
+    char *envs_dir;
+    char *env_options;  /* what of the install settings goes into environment keys */
+    char *runtime_list; /* ",python,shell,native," for job claims */
     atomic_int stopping;
     atomic_int busy;
     struct slot *slots;
     pthread_t heartbeat_thread;
     pthread_t cancel_thread;
+    pthread_t setup_thread;
     pthread_mutex_t mu;
     pthread_cond_t cond; /* wakes the heartbeat thread at stop */
 };
@@ -81,6 +87,132 @@ static void sink_write(void *ctx, int stream, const char *data, size_t len)
         sink_flush(s, stream);
 }
 
+/* --- environments --------------------------------------------------- */
+
+/* The runtime of an action whose pack declares a manifest for it, or -1
+ * when the action needs no environment. */
+static int env_runtime(const json_t *action, const json_t *manifests, const char **manifest)
+{
+    const char *type = json_string_value(json_object_get(action, "runner_type"));
+    int kind = type ? runtime_kind_parse(type) : -1;
+
+    if (kind != RUNTIME_PYTHON && kind != RUNTIME_NODE)
+        return -1;
+    *manifest = json_string_value(json_object_get(manifests, type));
+    return *manifest ? kind : -1;
+}
+
+/* Record what was built (or failed) for operators: env list/show. */
+static void env_record(struct worker *w, struct store *st, const struct env_result *res,
+                       const char *runtime, int failed)
+{
+    char *log_path = xasprintf("%s/%s/%s.log", w->envs_dir, runtime, res->key);
+    struct buf log = BUF_INIT;
+    long long size = 0;
+    char built[32];
+    json_t *row;
+
+    (void)fs_read_file(log_path, 1024 * 1024, &log);
+    if (!failed && res->dir)
+        (void)fs_tree_size(res->dir, &size);
+    clock_now(built, sizeof(built));
+    row = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:s?, s:I, s:s?, s:s%}", "key", res->key,
+                    "host", w->host, "runtime", runtime, "status", failed ? "failed" : "ready",
+                    "dir", failed ? NULL : res->dir, "size_bytes", (json_int_t)size, "built_at",
+                    failed ? NULL : built, "build_ms", (json_int_t)(res->seconds * 1000),
+                    "error", res->error, "log", buf_str(&log), log.len);
+    if (!row || store_env_put(st, row) < 0)
+        log_warn("worker", "environment %.12s: recording it failed: %s", res->key, err_msg());
+    json_decref(row);
+    buf_free(&log);
+    free(log_path);
+}
+
+/*
+ * Ensure the environment of a pack release (dir, digest) for runtime
+ * kind, and record it. Returns what env_ensure() returned; res is filled
+ * either way.
+ */
+static int env_prepare(struct worker *w, struct store *st, const char *pack, const char *dir,
+                       const char *digest, int kind, const char *manifest, struct env_result *res)
+{
+    const struct runtime *rt = &w->runtimes[kind];
+    char *path = xasprintf("%s/%s", dir, manifest);
+    struct env_spec spec = {
+        .rt = rt,
+        .manifest = path,
+        .pack_dir = dir,
+        .options = w->env_options,
+        .timeout_s = (int)(w->cfg->env_build_timeout_ms / 1000),
+    };
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (!rt->path) {
+        rc = err_set(ERR_FAIL, "runtime %s is not available on worker %s: %s", rt->name, w->name,
+                     rt->error ? rt->error : "no interpreter");
+        res->error = xstrdup(err_msg());
+        free(path);
+        return rc;
+    }
+    rc = env_ensure(w->envs_dir, &spec, res);
+    if (rc < 0 && !res->error)
+        res->error = xstrdup(err_msg());
+    if (rc < 0 || res->created)
+        env_record(w, st, res, rt->name, rc < 0);
+    if (rc == 0 && res->created)
+        log_info("worker", "environment %.12s (%s, pack %s) built in %.2f s", res->key, rt->name,
+                 pack, res->seconds);
+    else if (rc < 0)
+        log_warn("worker", "environment %.12s (%s, pack %s) failed: %s", res->key, rt->name,
+                 pack, res->error);
+    if (rc == 0 && store_env_link(st, pack, digest, rt->name, w->host, res->key) < 0)
+        log_warn("worker", "environment %.12s: linking pack %s failed: %s", res->key, pack,
+                 err_msg());
+    free(path);
+    return rc;
+}
+
+/*
+ * Before an execution: ensure its environment. Sets *env to the record
+ * for its result. Returns 0 to run (on the environment, or on the system
+ * interpreter as a fallback) or a negative ERR_* when on_failure is fail.
+ */
+static int execution_env(struct worker *w, struct store *st, int64_t id, const json_t *spec,
+                         struct env_result *res, json_t **env)
+{
+    const json_t *action = json_object_get(spec, "action");
+    const char *manifest = NULL, *pack = json_string_value(json_object_get(action, "pack"));
+    int kind = env_runtime(action, json_object_get(spec, "manifests"), &manifest);
+    int64_t t0 = clock_mono_ns();
+    int fail, rc;
+    char *note;
+
+    memset(res, 0, sizeof(*res));
+    if (kind < 0) {
+        *env = json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0,
+                         "error");
+        return 0;
+    }
+
+    note = xasprintf("preparing the %s environment", w->runtimes[kind].name);
+    (void)store_execution_progress(st, id, note);
+    free(note);
+    rc = env_prepare(w, st, pack, json_string_value(json_object_get(spec, "pack_dir")),
+                     json_string_value(json_object_get(spec, "pack_digest")), kind, manifest,
+                     res);
+    (void)store_execution_progress(st, id, NULL);
+
+    fail = rc < 0 && strcmp(w->cfg->env_on_failure, "fail") == 0;
+    *env = json_pack("{s:s?, s:s, s:f, s:s?}", "key", res->key[0] ? res->key : NULL, "status",
+                     rc < 0 ? (fail ? "failed" : "fallback") : res->created ? "created" : "ready",
+                     "seconds", (double)(clock_mono_ns() - t0) / 1e9, "error", res->error);
+    if (fail)
+        return err_set(ERR_FAIL, "environment %.12s could not be built: %s", res->key,
+                       res->error ? res->error : "unknown error");
+    return 0;
+}
+
 /* --- one execution ---------------------------------------------------- */
 
 static enum store_status outcome_status(enum runner_outcome o)
@@ -102,8 +234,9 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     struct worker *w = slot->w;
     int64_t id = json_integer_value(json_object_get(job, "id"));
     json_t *spec = json_object_get(job, "spec");
-    json_t *env =
-        json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0, "error");
+    struct env_result envres;
+    json_t *env = NULL;
+    int hold = -1;
     struct log_sink sink = {.st = st, .id = id, .flushed_at = clock_mono_ns() / 1000000};
     struct runner_job rj = {
         .id = id,
@@ -111,7 +244,6 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
         .pack_dir = json_string_value(json_object_get(spec, "pack_dir")),
         .parameters = json_object_get(spec, "parameters"),
         .timeout_seconds = json_integer_value(json_object_get(job, "timeout_seconds")),
-        .environment = env,
         .cancel_fd = slot->cancel_fd,
         .sink = sink_write,
         .ctx = &sink,
@@ -121,10 +253,28 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     json_t *result = NULL;
     uint64_t drained;
 
+    memset(&envres, 0, sizeof(envres));
     if (store_execution_start(st, id) < 0) {
         log_info("worker", "execution %lld: not started: %s", (long long)id, err_msg());
         goto out;
     }
+    if (execution_env(w, st, id, spec, &envres, &env) < 0) {
+        result = json_pack("{s:n, s:i, s:n, s:s, s:s, s:s, s:O}", "exit_code", "duration_ms", 0,
+                           "data", "stdout", "", "stderr", "", "error", err_msg(), "environment",
+                           env);
+        if (store_execution_finish(st, id, ST_FAILED, result) < 0)
+            log_error("worker", "execution %lld: storing the result failed: %s", (long long)id,
+                      err_msg());
+        else
+            log_info("worker", "execution %lld: failed: %s", (long long)id, err_msg());
+        goto out;
+    }
+    if (envres.dir) {
+        hold = env_hold(envres.dir);
+        rj.interpreter = envres.interpreter;
+        rj.env_dir = envres.dir;
+    }
+    rj.environment = env;
     /* A cancel signal left over from an earlier execution must not end this one. */
     (void)!read(slot->cancel_fd, &drained, sizeof(drained));
     atomic_store(&slot->running, id);
@@ -150,6 +300,9 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
                  (long long)json_integer_value(json_object_get(result, "duration_ms")));
 
 out:
+    if (hold >= 0)
+        env_release(hold);
+    env_result_free(&envres);
     buf_free(&sink.pending[0]);
     buf_free(&sink.pending[1]);
     json_decref(result);
@@ -287,7 +440,141 @@ static void *cancel_main(void *arg)
     return NULL;
 }
 
+/* --- jobs: environment setup, rebuild and gc ------------------------ */
+
+static json_t *job_setup(struct worker *w, struct store *st, const json_t *job, int rebuild)
+{
+    const char *ref = json_string_value(json_object_get(job, "pack"));
+    const char *runtime = json_string_value(json_object_get(job, "runtime"));
+    int kind = runtime ? runtime_kind_parse(runtime) : -1;
+    json_t *pack = NULL, *out;
+    struct env_result res;
+    const char *manifest = NULL, *dir = NULL;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    rc = store_pack_get(st, ref, &pack);
+    if (rc == 0) {
+        manifest = json_string_value(json_object_get(json_object_get(pack, "manifests"), runtime));
+        dir = json_string_value(json_object_get(pack, "dir"));
+        if (kind < 0 || !manifest)
+            rc = err_set(ERR_INVALID, "pack %s has no %s environment", ref, runtime);
+    }
+    if (rc == 0 && rebuild && w->runtimes[kind].path) {
+        char *path = xasprintf("%s/%s", dir, manifest);
+        struct env_spec spec = {
+            .rt = &w->runtimes[kind], .manifest = path, .pack_dir = dir,
+            .options = w->env_options};
+
+        rc = env_key(&spec, res.key);
+        if (rc == 0)
+            rc = env_remove(w->envs_dir, res.key);
+        if (rc == ERR_NOTFOUND)
+            rc = 0;
+        free(path);
+    }
+    if (rc == 0)
+        rc = env_prepare(w, st, ref, dir, json_string_value(json_object_get(pack, "digest")),
+                         kind, manifest, &res);
+
+    out = json_pack("{s:s?, s:s, s:b, s:f, s:s?}", "key", res.key[0] ? res.key : NULL, "status",
+                    rc < 0 ? "failed" : res.created ? "created" : "ready", "created", res.created,
+                    "seconds", res.seconds, "error",
+                    rc < 0 ? (res.error ? res.error : err_msg()) : NULL);
+    env_result_free(&res);
+    json_decref(pack);
+    return out;
+}
+
+static json_t *job_gc(struct worker *w, struct store *st)
+{
+    json_t *keep = NULL, *removed = NULL, *key;
+    size_t i;
+    int rc;
+
+    rc = store_env_keys_in_use(st, w->host, &keep);
+    if (rc == 0)
+        rc = env_gc(w->envs_dir, keep, &removed);
+    json_array_foreach (removed, i, key) {
+        (void)store_env_forget(st, w->host, json_string_value(key));
+    }
+    json_decref(keep);
+    if (rc < 0)
+        return json_pack("{s:s, s:s}", "status", "failed", "error", err_msg());
+    log_info("worker", "environment gc removed %zu environments", json_array_size(removed));
+    return json_pack("{s:s, s:o}", "status", "done", "removed", removed);
+}
+
+static void *setup_main(void *arg)
+{
+    struct worker *w = arg;
+    struct store *st = NULL;
+    uint64_t seen;
+
+    if (store_open(w->cfg->db_url, &st) < 0) {
+        log_error("worker", "setup jobs: %s", err_msg());
+        return NULL;
+    }
+    seen = store_seen(st, STORE_CH_QUEUE);
+    while (!atomic_load(&w->stopping)) {
+        json_t *job = NULL, *result;
+        const char *kind, *status;
+        int64_t id;
+
+        if (store_job_claim(st, w->name, w->runtime_list, &job) < 0) {
+            store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+            continue;
+        }
+        id = json_integer_value(json_object_get(job, "id"));
+        kind = json_string_value(json_object_get(job, "kind"));
+        if (strcmp(kind, "gc") == 0)
+            result = job_gc(w, st);
+        else
+            result = job_setup(w, st, job, strcmp(kind, "rebuild") == 0);
+        status = json_string_value(json_object_get(result, "status"));
+        if (store_job_finish(st, id, strcmp(status, "failed") == 0 ? "failed" : "succeeded",
+                             result) < 0)
+            log_error("worker", "job %lld: storing the result failed: %s", (long long)id,
+                      err_msg());
+        json_decref(result);
+        json_decref(job);
+    }
+    store_close(st);
+    return NULL;
+}
+
 /* --- start and stop ------------------------------------------------- */
+
+/* Pip settings from the config reach builds through the environment;
+ * those that change what an install gives go into environment keys. */
+static void env_settings(struct worker *w)
+{
+    static const char *const names[] = {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
+                                        "PIP_NO_INDEX",  "UV_INDEX_URL",        NULL};
+    const struct config *cfg = w->cfg;
+    struct buf opts = BUF_INIT, list = BUF_INIT;
+
+    if (cfg->pip_index_url)
+        setenv("PIP_INDEX_URL", cfg->pip_index_url, 1);
+    if (cfg->pip_find_links)
+        setenv("PIP_FIND_LINKS", cfg->pip_find_links, 1);
+    if (cfg->pip_no_index)
+        setenv("PIP_NO_INDEX", cfg->pip_no_index, 1);
+    for (const char *const *n = names; *n; n++) {
+        const char *v = getenv(*n);
+
+        if (v)
+            buf_addf(&opts, "%s=%s\n", *n, v);
+    }
+    w->env_options = buf_detach(&opts);
+
+    buf_adds(&list, ",");
+    for (int i = 0; i < RUNTIME_COUNT; i++) {
+        if (w->runtimes[i].path || i == RUNTIME_NATIVE)
+            buf_addf(&list, "%s,", w->runtimes[i].name);
+    }
+    w->runtime_list = buf_detach(&list);
+}
 
 static int worker_setup(struct worker *w)
 {
@@ -307,11 +594,16 @@ static int worker_setup(struct worker *w)
     }
 
     gethostname(host, sizeof(host) - 1);
+    w->host = xstrdup(host);
     w->name = cfg->worker_name ? xstrdup(cfg->worker_name) : xstrdup(host);
     w->work_dir = xasprintf("%s/run", cfg->data_dir);
+    w->envs_dir = xasprintf("%s/envs", cfg->data_dir);
     rc = fs_mkdirs(w->work_dir, 0700);
+    if (rc == 0)
+        rc = fs_mkdirs(w->envs_dir, 0755);
     if (rc < 0)
         return rc;
+    env_settings(w);
 
     w->rcfg = (struct runner_config){
         .runtimes = w->runtimes,
@@ -361,6 +653,7 @@ int worker_start(const struct config *cfg, struct worker **out)
     }
     pthread_create(&w->heartbeat_thread, NULL, heartbeat_main, w);
     pthread_create(&w->cancel_thread, NULL, cancel_main, w);
+    pthread_create(&w->setup_thread, NULL, setup_main, w);
     log_info("worker", "worker %s started with %d slots", w->name, cfg->slots);
     *out = w;
     return 0;
@@ -370,7 +663,11 @@ fail:
         runtime_free(&w->runtimes[i]);
     free(w->slots);
     free(w->name);
+    free(w->host);
     free(w->work_dir);
+    free(w->envs_dir);
+    free(w->env_options);
+    free(w->runtime_list);
     free(w);
     return rc;
 }
@@ -419,6 +716,7 @@ void worker_stop(struct worker *w)
     }
     pthread_join(w->heartbeat_thread, NULL);
     pthread_join(w->cancel_thread, NULL);
+    pthread_join(w->setup_thread, NULL);
     if (st) {
         store_worker_stop(st, w->name);
         store_close(st);
@@ -429,7 +727,11 @@ void worker_stop(struct worker *w)
         runtime_free(&w->runtimes[i]);
     free(w->slots);
     free(w->name);
+    free(w->host);
     free(w->work_dir);
+    free(w->envs_dir);
+    free(w->env_options);
+    free(w->runtime_list);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
     free(w);
