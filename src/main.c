@@ -229,6 +229,14 @@ static int run_daemon(enum role role, int argc, char **argv)
     sigset_t stop;
     int sig = 0, rc;
 
+    /* Signals are taken by sigwait() below, never by a handler; block
+     * them first, so that one arriving during start-up is not lost. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
     memset(&cfg, 0, sizeof(cfg));
     rc = parse_flags(role, argc, argv, &f);
     if (rc == 0)
@@ -238,13 +246,6 @@ static int run_daemon(enum role role, int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
-
-    /* Signals are taken by sigwait() below, never by a handler. */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     rc = prepare_data(&cfg, role == ROLE_WORKER ? NULL : f.packs);
     if (rc == 0 && role != ROLE_WORKER)

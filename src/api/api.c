@@ -64,6 +64,10 @@ static int parse_body(struct call *c, json_t **out)
     if (c->body_len == 0)
         return err_set(ERR_INVALID, "request body: expected a JSON object");
     *out = json_loadb(c->body, c->body_len, 0, &jerr);
+    if (!*out && strstr(jerr.text, "NUL"))
+        return err_set(ERR_INVALID, "request body: line %d, column %d: a string holds a NUL "
+                                    "character (\\u0000), which packrun does not accept",
+                       jerr.line, jerr.column);
     if (!*out)
         return err_set(ERR_INVALID, "request body: malformed JSON at line %d, column %d: %s",
                        jerr.line, jerr.column, jerr.text);

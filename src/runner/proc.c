@@ -36,7 +36,8 @@ struct run {
     size_t in_off;
     struct stream out, err;
     int exited;
-    int64_t term_at; /* monotonic ns when SIGKILL follows SIGTERM, or 0 */
+    int64_t term_at; /* monotonic ms when SIGKILL follows SIGTERM, or 0 */
+    int64_t unflushed_at; /* when output last came, if the sink has not been told of a pause */
     char *chunk;
 };
 
@@ -88,8 +89,10 @@ static void emit(struct run *run, struct stream *s, const char *data, size_t len
     if (o->output_cap && s->total + len > o->output_cap) {
         room = s->total < o->output_cap ? o->output_cap - s->total : 0;
     }
-    if (room > 0 && o->sink)
+    if (room > 0 && o->sink) {
         o->sink(o->ctx, s->id, data, room);
+        run->unflushed_at = now_ms();
+    }
     if (room < len && !s->truncated) {
         char notice[128];
         int n = snprintf(notice, sizeof(notice), "\n[packrun: %s truncated at %zu bytes]\n",
@@ -223,6 +226,16 @@ static void loop(struct run *run, int64_t started)
             wait_ms = (int)(run->term_at - t);
         if (drain_until && (wait_ms < 0 || drain_until - t < wait_ms))
             wait_ms = (int)(drain_until - t);
+        if (run->unflushed_at && o->flush_ms > 0) {
+            int64_t due = run->unflushed_at + o->flush_ms;
+
+            if (due <= t) {
+                run->unflushed_at = 0;
+                o->sink(o->ctx, 0, NULL, 0);
+            } else if (wait_ms < 0 || due - t < wait_ms) {
+                wait_ms = (int)(due - t);
+            }
+        }
         if (wait_ms < 0 && run->exited)
             wait_ms = PROC_DRAIN_MS;
 

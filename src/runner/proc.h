@@ -24,7 +24,9 @@
 #define PROC_STDERR      2
 #define PROC_STDERR_TAIL 4096
 
-/* Called with each piece of output, up to the stream's cap. */
+/* Called with each piece of output, up to the stream's cap; and with
+ * stream 0 and no data when output has paused for flush_ms, so that a
+ * sink that batches can pass on what it holds. */
 typedef void (*proc_sink_fn)(void *ctx, int stream, const char *data, size_t len);
 
 struct proc_opts {
@@ -39,6 +41,7 @@ struct proc_opts {
     size_t keep_stdout; /* bytes of stdout to keep in the result */
     int cancel_fd;      /* -1, or an fd that turns readable to cancel */
     proc_sink_fn sink;  /* may be NULL */
+    int64_t flush_ms;   /* 0: never call the sink for a pause */
     void *ctx;
 };
 

@@ -368,6 +368,7 @@ enum runner_outcome runner_execute(const struct runner_config *cfg, const struct
             .keep_stdout = parsed ? cfg->output_cap : RUNNER_INLINE_BYTES,
             .cancel_fd = job->cancel_fd,
             .sink = job->sink,
+            .flush_ms = job->sink ? 50 : 0,
             .ctx = job->ctx,
         };
 

@@ -80,7 +80,15 @@ static void sink_flush(struct log_sink *s, int stream)
 static void sink_write(void *ctx, int stream, const char *data, size_t len)
 {
     struct log_sink *s = ctx;
-    struct buf *b = &s->pending[stream - 1];
+    struct buf *b;
+
+    if (stream == 0) {
+        /* Output paused: make what has come readable now. */
+        sink_flush(s, PROC_STDOUT);
+        sink_flush(s, PROC_STDERR);
+        return;
+    }
+    b = &s->pending[stream - 1];
 
     buf_add(b, data, len);
     if (b->len >= LOG_CHUNK_BYTES || clock_mono_ns() / 1000000 - s->flushed_at >= LOG_FLUSH_MS)

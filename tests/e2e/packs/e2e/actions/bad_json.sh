@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "this is not JSON"
+echo "{neither: is this"

@@ -1,0 +1,3 @@
+#!/bin/bash
+eval "$(cat)"
+head -c "$bytes" /dev/zero | tr '\0' 'x'

@@ -1,0 +1,3 @@
+#!/bin/bash
+printf 'ok \xff\xfe\x00 \xc3\x28 \xed\xa0\x80 end\n'
+printf 'err \xff\x00\xc0\xaf\n' >&2

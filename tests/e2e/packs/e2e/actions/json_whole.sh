@@ -1,0 +1,7 @@
+#!/bin/bash
+cat <<'JSON'
+{
+  "answer": 42,
+  "nested": {"ok": true}
+}
+JSON

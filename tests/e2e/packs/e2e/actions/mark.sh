@@ -1,0 +1,3 @@
+#!/bin/bash
+eval "$(cat)"
+echo "$PACKRUN_EXECUTION_ID" >> "$file"

@@ -1,0 +1,2 @@
+#!/bin/bash
+echo "did not read stdin"

@@ -1,0 +1,2 @@
+#!/bin/bash
+head -c 200000000 /dev/zero
