@@ -7,16 +7,13 @@
 #include "store/db.h"
 #include "store/events.h"
 #include "store/schema.h"
+#include "store/store_impl.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
 
 #define STORE_POOL_IDLE_MAX 32
 
-struct store {
-    struct db *db;
-    char *events_dir; /* NULL where the database carries events itself */
-};
 
 static const char *const status_names[] = {
     "requested", "scheduled", "running",  "succeeded", "failed",
