@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:8080
 PYTEST ?= /usr/bin/python3 -m pytest
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build up check unit e2e bench format clean
+.PHONY: all deps build up check lint unit e2e bench format clean
 
 all: build
 
@@ -28,7 +28,10 @@ unit: build
 e2e: build
 	PACKRUN_BIN=$(CURDIR)/$(BUILD)/packrun $(PYTEST) -q tests/e2e
 
-check: unit e2e
+lint:
+	@scripts/check-sql-params.py
+
+check: lint unit e2e
 
 bench: build
 	PACKRUN_BIN=$(CURDIR)/$(BUILD)/packrun bench/run

@@ -4,7 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,37 +47,88 @@ static int64_t now_ms(void)
     return clock_mono_ns() / 1000000;
 }
 
+/* What the child of spawn() needs; it shares the parent's memory until
+ * it execs, and reports a failure in error and step. */
+struct child {
+    const struct proc_opts *o;
+    int in, out, err;
+    int error;
+    const char *step;
+};
+
+static int child_fail(struct child *c, const char *step)
+{
+    c->error = errno;
+    c->step = step;
+    _exit(127);
+}
+
+/*
+ * The child, between clone and exec. It runs on its own stack in the
+ * parent's memory, so it calls only plain system calls: the uid and gid
+ * changes are made with syscall(2) so that glibc does not try to apply
+ * them to the parent's threads.
+ */
+static int child_main(void *arg)
+{
+    struct child *c = arg;
+    const struct proc_opts *o = c->o;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+
+    sigemptyset(&none);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    }
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        child_fail(c, "sigprocmask");
+    if (setpgid(0, 0) < 0)
+        child_fail(c, "setpgid");
+    if (dup2(c->in, 0) < 0 || dup2(c->out, 1) < 0 || dup2(c->err, 2) < 0)
+        child_fail(c, "dup2");
+    if (o->cwd && chdir(o->cwd) < 0)
+        child_fail(c, "chdir");
+
+    for (int i = 0; i < PROC_LIMIT_COUNT; i++) {
+        static const int resources[PROC_LIMIT_COUNT] = {RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_AS};
+        struct rlimit rl = {(rlim_t)o->limits[i], (rlim_t)o->limits[i]};
+
+        if (o->limits[i] > 0 && setrlimit(resources[i], &rl) < 0)
+            child_fail(c, "setrlimit");
+    }
+    if (o->drop_privileges) {
+        gid_t gid = o->gid;
+
+        if (syscall(SYS_setgroups, 1, &gid) < 0)
+            child_fail(c, "setgroups");
+        if (syscall(SYS_setresgid, gid, gid, gid) < 0)
+            child_fail(c, "setresgid");
+        if (syscall(SYS_setresuid, o->uid, o->uid, o->uid) < 0)
+            child_fail(c, "setresuid");
+    }
+
+    execve(o->argv[0], (char *const *)o->argv, (char *const *)o->envp);
+    return child_fail(c, "exec");
+}
+
 static int spawn(struct run *run, int in[2], int out[2], int err[2])
 {
-    const struct proc_opts *o = run->o;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    int rc;
+    const size_t stack_size = 64 * 1024;
+    struct child c = {.o = run->o, .in = in[0], .out = out[1], .err = err[1]};
+    char *stack = xmalloc(stack_size);
+    int status;
 
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    if (o->cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
-
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-
-    rc = posix_spawn(&run->pid, o->argv[0], &fa, &attr, (char *const *)o->argv,
-                     (char *const *)o->envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-        errno = rc;
-        return err_errno(ERR_FAIL, "spawn %s", o->argv[0]);
+    /* The parent waits (CLONE_VFORK) until the child has exec'd or failed. */
+    run->pid = clone(child_main, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+    free(stack);
+    if (run->pid < 0)
+        return err_errno(ERR_FAIL, "spawn %s: clone", run->o->argv[0]);
+    if (c.error) {
+        while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        errno = c.error;
+        return err_errno(ERR_FAIL, "spawn %s: %s", run->o->argv[0], c.step);
     }
     return 0;
 }

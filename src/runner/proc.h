@@ -17,12 +17,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/buf.h"
 
 #define PROC_STDOUT      1
 #define PROC_STDERR      2
 #define PROC_STDERR_TAIL 4096
+
+/* Resource limits a child can be given: open files, processes of its
+ * user, address space in bytes. */
+enum { PROC_LIMIT_NOFILE, PROC_LIMIT_NPROC, PROC_LIMIT_AS, PROC_LIMIT_COUNT };
 
 /* Called with each piece of output, up to the stream's cap; and with
  * stream 0 and no data when output has paused for flush_ms, so that a
@@ -42,6 +47,10 @@ struct proc_opts {
     int cancel_fd;      /* -1, or an fd that turns readable to cancel */
     proc_sink_fn sink;  /* may be NULL */
     int64_t flush_ms;   /* 0: never call the sink for a pause */
+    int drop_privileges; /* run as uid and gid (and no other groups) */
+    uid_t uid;
+    gid_t gid;
+    long long limits[PROC_LIMIT_COUNT]; /* 0: leave as it is */
     void *ctx;
 };
 

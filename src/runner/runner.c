@@ -209,9 +209,19 @@ static int build_command(const struct runner_config *cfg, const struct runner_jo
 
     for (const char *const *name = env_allow; *name; name++) {
         const char *v = getenv(*name);
+        int identity = strcmp(*name, "HOME") == 0 || strcmp(*name, "USER") == 0 ||
+                       strcmp(*name, "LOGNAME") == 0;
 
+        /* An action run as another user gets that user's identity. */
+        if (identity && cfg->drop_privileges)
+            continue;
         if (v)
             env_add(ae, xasprintf("%s=%s", *name, v));
+    }
+    if (cfg->drop_privileges) {
+        env_add(ae, xasprintf("HOME=%s", cfg->home ? cfg->home : "/"));
+        env_add(ae, xasprintf("USER=%s", cfg->user));
+        env_add(ae, xasprintf("LOGNAME=%s", cfg->user));
     }
     (void)environ;
     env_add(ae, xasprintf("PACKRUN_EXECUTION_ID=%lld", (long long)job->id));
@@ -244,6 +254,12 @@ static int write_param_file(const struct runner_config *cfg, const struct runner
     fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
     if (fd < 0)
         return err_errno(ERR_FAIL, "create %s", *path);
+    /* Only the action's user may read it. */
+    if (cfg->drop_privileges && fchown(fd, cfg->uid, cfg->gid) < 0) {
+        rc = err_errno(ERR_FAIL, "chown %s", *path);
+        close(fd);
+        return rc;
+    }
     for (size_t off = 0; off < params->len;) {
         ssize_t n = write(fd, params->data + off, params->len - off);
 
@@ -369,9 +385,13 @@ enum runner_outcome runner_execute(const struct runner_config *cfg, const struct
             .cancel_fd = job->cancel_fd,
             .sink = job->sink,
             .flush_ms = job->sink ? 50 : 0,
+            .drop_privileges = cfg->drop_privileges,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
             .ctx = job->ctx,
         };
 
+        memcpy(opts.limits, cfg->limits, sizeof(opts.limits));
         rc = proc_run(&opts, &r);
     }
 

@@ -31,6 +31,12 @@ struct runner_config {
     int64_t grace_ms;               /* SIGTERM to SIGKILL */
     int64_t default_timeout_s;
     const char *api_url;  /* PACKRUN_API_URL for actions */
+    int drop_privileges;  /* run actions as the user below */
+    uid_t uid;
+    gid_t gid;
+    const char *user; /* its name, for USER and LOGNAME */
+    const char *home; /* its home folder, for HOME */
+    long long limits[PROC_LIMIT_COUNT];
     const char *work_dir; /* parameter files go in here */
 };
 

@@ -87,6 +87,16 @@ const struct schema_migration schema_migrations[] = {
         "  result TEXT);"
         "CREATE INDEX jobs_status ON jobs(status, id);"
         "ALTER TABLE executions ADD COLUMN progress TEXT;"},
+    /* API tokens: only the hex SHA-256 of a token is kept, looked up by
+     * its unique index on every request. */
+    {3, "CREATE TABLE tokens ("
+        "  id @ID@,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  role TEXT NOT NULL,"
+        "  hash TEXT NOT NULL UNIQUE,"
+        "  created_at TEXT NOT NULL,"
+        "  last_used_at TEXT,"
+        "  revoked_at TEXT);"},
 };
 
 const int schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

@@ -3,7 +3,9 @@
  * a per-connection cache of prepared statements keyed by the SQL's
  * address (statements are string literals).
  */
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +191,13 @@ int sqlite_open(const char *path, struct db *db)
 {
     sqlite3 *conn = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int fd;
 
+    /* The database holds secrets in flight: only its owner may read it,
+     * and SQLite gives its -wal and -shm files the same mode. */
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
     if (sqlite3_open_v2(path, &conn, flags, NULL) != SQLITE_OK) {
         int rc =
             err_set(ERR_FAIL, "sqlite %s: %s", path, conn ? sqlite3_errmsg(conn) : "cannot open");

@@ -539,7 +539,7 @@ int store_execution_finish(struct store *st, int64_t id, enum store_status statu
                  "UPDATE executions SET status = $2, result = $3, finished_at = $4, spec = NULL,"
                  " progress = NULL"
                  " WHERE id = $1 AND status IN ('requested', 'scheduled', 'running', 'canceling')",
-                 "itttt", id, store_status_name(status), text, now);
+                 "ittt", id, store_status_name(status), text, now);
     free(text);
     if (rc == 0)
         return err_set(ERR_CONFLICT, "execution %lld has already ended", (long long)id);
@@ -756,7 +756,7 @@ int store_env_put(struct store *st, const json_t *env)
                  " ON CONFLICT (key, host) DO UPDATE SET runtime = $3, status = $4, dir = $5,"
                  " size_bytes = $6, built_at = $7, build_ms = $8, error = $9, log = $10,"
                  " updated_at = $11",
-                 "ttttttititt", json_string_value(json_object_get(env, "key")),
+                 "tttttitittt", json_string_value(json_object_get(env, "key")),
                  json_string_value(json_object_get(env, "host")),
                  json_string_value(json_object_get(env, "runtime")),
                  json_string_value(json_object_get(env, "status")),

@@ -188,6 +188,41 @@ int store_job_get(struct store *st, int64_t id, json_t **out);
 /* Set the progress note of a running execution (NULL clears it). */
 int store_execution_progress(struct store *st, int64_t id, const char *note);
 
+/* --- tokens: API bearer tokens ------------------------------------------ */
+
+/*
+ * A token row holds the token's name (unique), its role ("admin",
+ * "operator" or "viewer"; the store does not interpret it), the hex
+ * SHA-256 of the token (the token itself is never stored), and
+ * created_at, last_used_at and revoked_at (NULL until they happen).
+ * A revoked token stays listed; its name cannot be reused.
+ */
+
+/* Add a token. ERR_CONFLICT naming the name when it is taken (also by a
+ * revoked token). */
+int store_token_create(struct store *st, const char *name, const char *role, const char *hash);
+
+/* The token whose hash is hash (64 hex digits): {id, name, role, hash,
+ * created_at, last_used_at, revoked_at}. ERR_NOTFOUND when there is none.
+ * One lookup on a unique index: cheap enough for every request. */
+int store_token_find(struct store *st, const char *hash, json_t **out);
+
+/* Every token, by name, without its hash: [{name, role, created_at,
+ * last_used_at, revoked_at}]. */
+int store_token_list(struct store *st, json_t **out);
+
+/* Revoke the token called name. ERR_NOTFOUND if there is none,
+ * ERR_CONFLICT if it is already revoked. */
+int store_token_revoke(struct store *st, const char *name);
+
+/* Set last_used_at of token id to now (ISO 8601) unless it is already
+ * at or after stale_before, so that busy tokens cost one write a minute
+ * and not one per request. Returns 1 if it wrote, 0 if not. */
+int store_token_touch(struct store *st, int64_t id, const char *now, const char *stale_before);
+
+/* How many tokens exist, revoked ones included. */
+int store_token_count(struct store *st);
+
 /* --- events ------------------------------------------------------------ */
 
 enum store_channel {

@@ -49,7 +49,6 @@ struct worker {
     char *host;
     char *work_dir;
     char *envs_dir;
-    char *env_options;  /* what of the install settings goes into environment keys */
     char *runtime_list; /* ",python,shell,native," for job claims */
     atomic_int stopping;
     atomic_int busy;
@@ -142,7 +141,8 @@ static void env_record(struct worker *w, struct store *st, const struct env_resu
  * either way.
  */
 static int env_prepare(struct worker *w, struct store *st, const char *pack, const char *dir,
-                       const char *digest, int kind, const char *manifest, struct env_result *res)
+                       const char *digest, int kind, const char *manifest, int ready_only,
+                       struct env_result *res)
 {
     const struct runtime *rt = &w->runtimes[kind];
     char *path = xasprintf("%s/%s", dir, manifest);
@@ -150,8 +150,8 @@ static int env_prepare(struct worker *w, struct store *st, const char *pack, con
         .rt = rt,
         .manifest = path,
         .pack_dir = dir,
-        .options = w->env_options,
         .timeout_s = (int)(w->cfg->env_build_timeout_ms / 1000),
+        .ready_only = ready_only,
     };
     int rc;
 
@@ -164,6 +164,10 @@ static int env_prepare(struct worker *w, struct store *st, const char *pack, con
         return rc;
     }
     rc = env_ensure(w->envs_dir, &spec, res);
+    if (rc == ERR_NOTFOUND && ready_only) {
+        free(path);
+        return rc;
+    }
     if (rc < 0 && !res->error)
         res->error = xstrdup(err_msg());
     if (rc < 0 || res->created)
@@ -191,6 +195,8 @@ static int execution_env(struct worker *w, struct store *st, int64_t id, const j
 {
     const json_t *action = json_object_get(spec, "action");
     const char *manifest = NULL, *pack = json_string_value(json_object_get(action, "pack"));
+    const char *dir = json_string_value(json_object_get(spec, "pack_dir"));
+    const char *digest = json_string_value(json_object_get(spec, "pack_digest"));
     int kind = env_runtime(action, json_object_get(spec, "manifests"), &manifest);
     int64_t t0 = clock_mono_ns();
     int fail, rc;
@@ -203,13 +209,16 @@ static int execution_env(struct worker *w, struct store *st, int64_t id, const j
         return 0;
     }
 
-    note = xasprintf("preparing the %s environment", w->runtimes[kind].name);
-    (void)store_execution_progress(st, id, note);
-    free(note);
-    rc = env_prepare(w, st, pack, json_string_value(json_object_get(spec, "pack_dir")),
-                     json_string_value(json_object_get(spec, "pack_digest")), kind, manifest,
-                     res);
-    (void)store_execution_progress(st, id, NULL);
+    /* The fast path first: only a build is worth a progress note. */
+    rc = env_prepare(w, st, pack, dir, digest, kind, manifest, 1, res);
+    if (rc == ERR_NOTFOUND) {
+        note = xasprintf("preparing the %s environment", w->runtimes[kind].name);
+        (void)store_execution_progress(st, id, note);
+        free(note);
+        env_result_free(res);
+        rc = env_prepare(w, st, pack, dir, digest, kind, manifest, 0, res);
+        (void)store_execution_progress(st, id, NULL);
+    }
 
     fail = rc < 0 && strcmp(w->cfg->env_on_failure, "fail") == 0;
     *env = json_pack("{s:s?, s:s, s:f, s:s?}", "key", res->key[0] ? res->key : NULL, "status",
@@ -218,6 +227,11 @@ static int execution_env(struct worker *w, struct store *st, int64_t id, const j
     if (fail)
         return err_set(ERR_FAIL, "environment %.12s could not be built: %s", res->key,
                        res->error ? res->error : "unknown error");
+    if (rc < 0) {
+        /* Fall back to the system interpreter: no environment folder. */
+        free(res->dir);
+        res->dir = NULL;
+    }
     return 0;
 }
 
@@ -279,6 +293,8 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     }
     if (envres.dir) {
         hold = env_hold(envres.dir);
+        if (hold < 0)
+            log_warn("worker", "execution %lld: %s", (long long)id, err_msg());
         rj.interpreter = envres.interpreter;
         rj.env_dir = envres.dir;
     }
@@ -472,7 +488,7 @@ static json_t *job_setup(struct worker *w, struct store *st, const json_t *job, 
         char *path = xasprintf("%s/%s", dir, manifest);
         struct env_spec spec = {
             .rt = &w->runtimes[kind], .manifest = path, .pack_dir = dir,
-            .options = w->env_options};
+            };
 
         rc = env_key(&spec, res.key);
         if (rc == 0)
@@ -483,7 +499,7 @@ static json_t *job_setup(struct worker *w, struct store *st, const json_t *job, 
     }
     if (rc == 0)
         rc = env_prepare(w, st, ref, dir, json_string_value(json_object_get(pack, "digest")),
-                         kind, manifest, &res);
+                         kind, manifest, 0, &res);
 
     out = json_pack("{s:s?, s:s, s:b, s:f, s:s?}", "key", res.key[0] ? res.key : NULL, "status",
                     rc < 0 ? "failed" : res.created ? "created" : "ready", "created", res.created,
@@ -553,14 +569,12 @@ static void *setup_main(void *arg)
 
 /* --- start and stop ------------------------------------------------- */
 
-/* Pip settings from the config reach builds through the environment;
- * those that change what an install gives go into environment keys. */
+/* Pip settings from the config reach builds through the environment,
+ * where env_key() also reads them. */
 static void env_settings(struct worker *w)
 {
-    static const char *const names[] = {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
-                                        "PIP_NO_INDEX",  "UV_INDEX_URL",        NULL};
     const struct config *cfg = w->cfg;
-    struct buf opts = BUF_INIT, list = BUF_INIT;
+    struct buf list = BUF_INIT;
 
     if (cfg->pip_index_url)
         setenv("PIP_INDEX_URL", cfg->pip_index_url, 1);
@@ -568,13 +582,6 @@ static void env_settings(struct worker *w)
         setenv("PIP_FIND_LINKS", cfg->pip_find_links, 1);
     if (cfg->pip_no_index)
         setenv("PIP_NO_INDEX", cfg->pip_no_index, 1);
-    for (const char *const *n = names; *n; n++) {
-        const char *v = getenv(*n);
-
-        if (v)
-            buf_addf(&opts, "%s=%s\n", *n, v);
-    }
-    w->env_options = buf_detach(&opts);
 
     buf_adds(&list, ",");
     for (int i = 0; i < RUNTIME_COUNT; i++) {
@@ -674,7 +681,6 @@ fail:
     free(w->host);
     free(w->work_dir);
     free(w->envs_dir);
-    free(w->env_options);
     free(w->runtime_list);
     free(w);
     return rc;
@@ -738,7 +744,6 @@ void worker_stop(struct worker *w)
     free(w->host);
     free(w->work_dir);
     free(w->envs_dir);
-    free(w->env_options);
     free(w->runtime_list);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
