@@ -193,8 +193,9 @@ static int check_entry(struct archive_entry *entry, const char *name, long long 
     if (archive_entry_hardlink(entry))
         return err_set(ERR_INVALID, "archive entry '%s': hard links may not be in a pack", name);
     if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)
-        return err_set(ERR_INVALID, "archive entry '%s': only files, folders and symlinks may "
-                                    "be in a pack",
+        return err_set(ERR_INVALID,
+                       "archive entry '%s': only files, folders and symlinks may "
+                       "be in a pack",
                        name);
     if (type == AE_IFLNK && (!link || link[0] == '/'))
         return err_set(ERR_INVALID, "archive entry '%s': symlink to an absolute path", name);
@@ -209,8 +210,7 @@ static int check_entry(struct archive_entry *entry, const char *name, long long 
 
 /* Copy one file's data, counting what is really there against the limit
  * (an entry's declared size may lie). */
-static int copy_data(struct archive *in, struct archive *out, const char *name,
-                     long long *written)
+static int copy_data(struct archive *in, struct archive *out, const char *name, long long *written)
 {
     for (;;) {
         const void *block;
@@ -241,7 +241,7 @@ int bundle_extract(const void *data, size_t len, const char *dest)
     struct archive *a = archive_read_new();
     struct archive *disk = archive_write_disk_new();
     struct archive_entry *entry;
-    char *top = NULL;
+    char *top = NULL, *name = NULL;
     long long bytes = 0, written = 0;
     int rc = 0, entries = 0;
 
@@ -260,7 +260,6 @@ int bundle_extract(const void *data, size_t len, const char *dest)
     }
 
     for (;;) {
-        const char *name;
         char *target;
         int r = archive_read_next_header(a, &entry);
 
@@ -270,7 +269,9 @@ int bundle_extract(const void *data, size_t len, const char *dest)
             rc = err_set(ERR_INVALID, "archive: %s", archive_error_string(a));
             break;
         }
-        name = archive_entry_pathname(entry);
+        /* Copied: renaming the entry below frees the original. */
+        free(name);
+        name = archive_entry_pathname(entry) ? xstrdup(archive_entry_pathname(entry)) : NULL;
         if (!name) {
             rc = err_set(ERR_INVALID, "archive: an entry has no name");
             break;
@@ -290,8 +291,7 @@ int bundle_extract(const void *data, size_t len, const char *dest)
         free(target);
 
         if (archive_write_header(disk, entry) != ARCHIVE_OK) {
-            rc = err_set(ERR_INVALID, "archive entry '%s': %s", name,
-                         archive_error_string(disk));
+            rc = err_set(ERR_INVALID, "archive entry '%s': %s", name, archive_error_string(disk));
             break;
         }
         if (archive_entry_filetype(entry) == AE_IFREG) {
@@ -303,6 +303,7 @@ int bundle_extract(const void *data, size_t len, const char *dest)
     }
 
 out:
+    free(name);
     free(top);
     archive_read_free(a);
     archive_write_free(disk);

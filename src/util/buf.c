@@ -85,7 +85,7 @@ void buf_adds(struct buf *b, const char *s)
     buf_add(b, s, strlen(s));
 }
 
-void buf_vaddf(struct buf *b, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) void buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 {
     va_list cp;
     int n;

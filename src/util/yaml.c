@@ -181,30 +181,55 @@ static int needs_quotes(const char *s)
     json_t *back;
     int differs;
 
-    if (*s == '\0' || strpbrk(s, ":#\n\"'{}[],&*!|>%@`\t\\") || s[0] == ' ' || s[0] == '-' ||
+    if (*s == '\0' || strpbrk(s, ":#\"'{}[],&*!|>%@`\\") || s[0] == ' ' || s[0] == '-' ||
         s[0] == '?' || s[strlen(s) - 1] == ' ')
         return 1;
+    /* Controls and anything beyond ASCII go quoted, where escapes exist. */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p >= 0x7f)
+            return 1;
+    }
     back = plain_scalar(s, strlen(s));
     differs = !json_is_string(back);
     json_decref(back);
     return differs;
 }
 
+/* A double-quoted scalar: escapes for what YAML does not allow raw
+ * (C0 and C1 controls, DEL, byte-order marks and non-characters). */
+static void emit_quoted(const char *s, struct buf *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    buf_adds(out, "\"");
+    while (*p) {
+        if (*p == '"' || *p == '\\') {
+            buf_addf(out, "\\%c", *p++);
+        } else if (*p == '\n') {
+            buf_adds(out, "\\n");
+            p++;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            buf_addf(out, "\\x%02x", *p++);
+        } else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            buf_addf(out, "\\x%02x", p[1]);
+            p += 2;
+        } else if (p[0] == 0xef && ((p[1] == 0xbb && p[2] == 0xbf) ||
+                                    (p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)))) {
+            buf_addf(out, "\\u%04x", ((p[1] & 0x3f) << 6 | (p[2] & 0x3f)) | 0xf000);
+            p += 3;
+        } else {
+            buf_add(out, p++, 1);
+        }
+    }
+    buf_adds(out, "\"");
+}
+
 static void emit_string(const char *s, struct buf *out)
 {
-    char *dumped;
-    json_t *str;
-
-    if (!needs_quotes(s)) {
+    if (needs_quotes(s))
+        emit_quoted(s, out);
+    else
         buf_adds(out, s);
-        return;
-    }
-    /* A JSON string is a valid YAML double-quoted scalar. */
-    str = json_string(s);
-    dumped = json_dumps(str, JSON_ENCODE_ANY);
-    buf_adds(out, dumped);
-    free(dumped);
-    json_decref(str);
 }
 
 static void emit_scalar(const json_t *v, struct buf *out)
