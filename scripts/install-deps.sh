@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages packrun needs to build, run and test,
-# skipping those already present. Safe to run again.
+# skipping those already present. Safe to run again. With --ci, also the
+# tools CI uses: clang and its fuzzing runtime, cppcheck.
 set -eu
 
 packages="build-essential cmake pkg-config git curl ca-certificates
@@ -8,6 +9,12 @@ libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libsqlite3-dev libpq-dev libarchive-dev libsodium-dev libcmocka-dev
 python3 python3-pytest python3-venv python3-pip python3-pip-whl
 python3-setuptools-whl python3-wheel-whl"
+# Node.js may come from elsewhere (with its own npm): only ask for what is missing.
+command -v node >/dev/null 2>&1 || packages="$packages nodejs"
+command -v npm >/dev/null 2>&1 || packages="$packages npm"
+if [ "${1:-}" = "--ci" ]; then
+    packages="$packages clang libclang-rt-14-dev cppcheck"
+fi
 
 missing=""
 for p in $packages; do
