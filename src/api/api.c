@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/auth.h"
 #include "pack/pack.h"
 #include "pack/params.h"
 #include "store/store.h"
@@ -24,12 +26,23 @@ struct api {
     const struct config *cfg;
     struct MHD_Daemon *mhd;
     struct store_pool *pool;
+    struct auth *auth;
 };
 
-/* What the dispatcher keeps for one request while its body arrives. */
+struct route;
+
+/* What the dispatcher keeps for one request while its body arrives. The
+ * route is found and the caller authorised as soon as the headers are
+ * in, so that a refused request never has its body read. */
 struct request {
     struct buf body;
     int too_big;
+    const struct route *route; /* NULL: no route has this method and path */
+    int path_ok;               /* some route has this path, with another method */
+    int refused;               /* auth's error code, or 0 */
+    int retry_after_s;         /* with ERR_LIMITED */
+    int answered;              /* a reply is queued: ignore the rest */
+    struct auth_caller who;
 };
 
 /* What a handler sees. */
@@ -40,6 +53,7 @@ struct call {
     const char *body;
     size_t body_len;
     struct store *st;
+    const struct auth_caller *who; /* the token that made the request */
     char *seg[API_MAX_SEGMENTS];
     int nseg;
     json_t *problems;              /* attached to an error reply */
@@ -65,8 +79,9 @@ static int parse_body(struct call *c, json_t **out)
         return err_set(ERR_INVALID, "request body: expected a JSON object");
     *out = json_loadb(c->body, c->body_len, 0, &jerr);
     if (!*out && strstr(jerr.text, "NUL"))
-        return err_set(ERR_INVALID, "request body: line %d, column %d: a string holds a NUL "
-                                    "character (\\u0000), which packrun does not accept",
+        return err_set(ERR_INVALID,
+                       "request body: line %d, column %d: a string holds a NUL "
+                       "character (\\u0000), which packrun does not accept",
                        jerr.line, jerr.column);
     if (!*out)
         return err_set(ERR_INVALID, "request body: malformed JSON at line %d, column %d: %s",
@@ -154,9 +169,9 @@ static int h_pack_register(struct call *c, json_t **reply)
     }
     rc = api_register_pack(c->api->cfg, c->st, path, reply, &c->problems);
     if (rc == 0)
-        log_info("api", "pack %s %s registered from %s",
+        log_info("api", "pack %s %s registered from %s (token '%s')",
                  json_string_value(json_object_get(*reply, "ref")),
-                 json_string_value(json_object_get(*reply, "version")), path);
+                 json_string_value(json_object_get(*reply, "version")), path, c->who->name);
     json_decref(body);
     return rc < 0 ? rc : 201;
 }
@@ -185,7 +200,7 @@ static int h_pack_delete(struct call *c, json_t **reply)
 
     if (rc < 0)
         return rc;
-    log_info("api", "pack %s removed", c->seg[3]);
+    log_info("api", "pack %s removed (token '%s')", c->seg[3], c->who->name);
     *reply = json_pack("{s:s}", "deleted", c->seg[3]);
     return 200;
 }
@@ -272,8 +287,8 @@ static int h_execution_create(struct call *c, json_t **reply)
 
     shown = params_redact(json_object_get(action, "parameters"), params);
     req = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O, s:O, s:O}, s:I}", "action", ref, "pack",
-                    json_object_get(action, "pack"), "parameters", shown, "spec", "action",
-                    action, "pack_dir", json_object_get(action, "pack_dir"), "pack_digest",
+                    json_object_get(action, "pack"), "parameters", shown, "spec", "action", action,
+                    "pack_dir", json_object_get(action, "pack_dir"), "pack_digest",
                     json_object_get(action, "pack_digest"), "manifests",
                     json_object_get(action, "pack_manifests"), "parameters", params,
                     "timeout_seconds", (json_int_t)timeout);
@@ -360,7 +375,8 @@ static int h_execution_cancel(struct call *c, json_t **reply)
     rc = store_execution_cancel(c->st, id);
     if (rc < 0)
         return rc;
-    log_info("api", "execution %lld: cancel requested (%s)", (long long)id, store_status_name(rc));
+    log_info("api", "execution %lld: cancel requested (%s) (token '%s')", (long long)id,
+             store_status_name(rc), c->who->name);
     rc = store_execution_get(c->st, id, reply);
     return rc < 0 ? rc : 200;
 }
@@ -529,7 +545,7 @@ static int h_env_rebuild(struct call *c, json_t **reply)
         json_decref(jobs);
         return rc;
     }
-    log_info("api", "environment rebuild of %s queued", c->seg[3]);
+    log_info("api", "environment rebuild of %s queued (token '%s')", c->seg[3], c->who->name);
     *reply = json_pack("{s:o}", "jobs", jobs);
     return 202;
 }
@@ -547,8 +563,8 @@ static int h_env_gc(struct call *c, json_t **reply)
 
         if (rc < 0 || strcmp(json_string_value(json_object_get(w, "status")), "running") != 0)
             continue;
-        rc = store_job_create(c->st, "gc", NULL, NULL, json_string_value(json_object_get(w, "name")),
-                              &id);
+        rc = store_job_create(c->st, "gc", NULL, NULL,
+                              json_string_value(json_object_get(w, "name")), &id);
         if (rc == 0)
             json_array_append_new(jobs, json_integer(id));
     }
@@ -618,32 +634,52 @@ static int h_health(struct call *c, json_t **reply)
 
 /* --- dispatch ---------------------------------------------------------- */
 
+/* Route flags. */
+#define ROUTE_METRICS 1 /* public when the config's metrics_public is set */
+
 struct route {
     const char *method;
     const char *pattern; /* segments; '*' matches one */
     handler_fn fn;
+    enum auth_role need; /* the least role a token needs; AUTH_PUBLIC: none */
+    unsigned flags;
 };
 
+/* Viewers read; operators also run and cancel; admins also manage packs,
+ * environments and tokens. A request that matches no route needs a
+ * viewer's token before it learns that (404). */
 static const struct route routes[] = {
-    {"GET", "health", h_health},
-    {"POST", "api/v1/packs/register", h_pack_register},
-    {"GET", "api/v1/packs", h_pack_list},
-    {"GET", "api/v1/packs/*", h_pack_get},
-    {"DELETE", "api/v1/packs/*", h_pack_delete},
-    {"GET", "api/v1/actions", h_action_list},
-    {"GET", "api/v1/actions/*", h_action_get},
-    {"POST", "api/v1/executions", h_execution_create},
-    {"GET", "api/v1/executions", h_execution_list},
-    {"GET", "api/v1/executions/*", h_execution_get},
-    {"POST", "api/v1/executions/*/cancel", h_execution_cancel},
-    {"GET", "api/v1/executions/*/logs/*", h_execution_logs},
-    {"GET", "api/v1/workers", h_worker_list},
-    {"GET", "api/v1/environments", h_env_list},
-    {"POST", "api/v1/environments/gc", h_env_gc},
-    {"GET", "api/v1/environments/*", h_env_get},
-    {"POST", "api/v1/environments/*/rebuild", h_env_rebuild},
-    {"GET", "api/v1/jobs/*", h_job_get},
+    {"GET", "health", h_health, AUTH_PUBLIC, 0},
+    {"POST", "api/v1/packs/register", h_pack_register, AUTH_ADMIN, 0},
+    {"GET", "api/v1/packs", h_pack_list, AUTH_VIEWER, 0},
+    {"GET", "api/v1/packs/*", h_pack_get, AUTH_VIEWER, 0},
+    {"DELETE", "api/v1/packs/*", h_pack_delete, AUTH_ADMIN, 0},
+    {"GET", "api/v1/actions", h_action_list, AUTH_VIEWER, 0},
+    {"GET", "api/v1/actions/*", h_action_get, AUTH_VIEWER, 0},
+    {"POST", "api/v1/executions", h_execution_create, AUTH_OPERATOR, 0},
+    {"GET", "api/v1/executions", h_execution_list, AUTH_VIEWER, 0},
+    {"GET", "api/v1/executions/*", h_execution_get, AUTH_VIEWER, 0},
+    {"POST", "api/v1/executions/*/cancel", h_execution_cancel, AUTH_OPERATOR, 0},
+    {"GET", "api/v1/executions/*/logs/*", h_execution_logs, AUTH_VIEWER, 0},
+    {"GET", "api/v1/workers", h_worker_list, AUTH_VIEWER, 0},
+    {"GET", "api/v1/environments", h_env_list, AUTH_VIEWER, 0},
+    {"POST", "api/v1/environments/gc", h_env_gc, AUTH_ADMIN, 0},
+    {"GET", "api/v1/environments/*", h_env_get, AUTH_VIEWER, 0},
+    {"POST", "api/v1/environments/*/rebuild", h_env_rebuild, AUTH_ADMIN, 0},
+    {"GET", "api/v1/jobs/*", h_job_get, AUTH_VIEWER, 0},
 };
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* The least role a request for r needs (r NULL: no route). */
+static enum auth_role route_need(const struct api *api, const struct route *r)
+{
+    if (!r)
+        return AUTH_VIEWER;
+    if ((r->flags & ROUTE_METRICS) && api->cfg->metrics_public)
+        return AUTH_PUBLIC;
+    return r->need;
+}
 
 static int split_path(char *path, char **seg)
 {
@@ -658,20 +694,38 @@ static int split_path(char *path, char **seg)
     return n;
 }
 
-static int route_matches(const struct route *r, struct call *c, int *path_ok)
+static int route_matches(const struct route *r, char **seg, int nseg, const char *method,
+                         int *path_ok)
 {
     char *pat = xstrdup(r->pattern);
     char *pseg[API_MAX_SEGMENTS];
-    int n = split_path(pat, pseg), ok = n == c->nseg;
+    int n = split_path(pat, pseg), ok = n == nseg;
 
     for (int i = 0; ok && i < n; i++) {
-        if (strcmp(pseg[i], "*") != 0 && strcmp(pseg[i], c->seg[i]) != 0)
+        if (strcmp(pseg[i], "*") != 0 && strcmp(pseg[i], seg[i]) != 0)
             ok = 0;
     }
     free(pat);
     if (ok)
         *path_ok = 1;
-    return ok && strcmp(r->method, c->method) == 0;
+    return ok && strcmp(r->method, method) == 0;
+}
+
+/* The route for method and url, or NULL; *path_ok as route_matches(). */
+static const struct route *find_route(const char *url, const char *method, int *path_ok)
+{
+    char *path = xstrdup(url);
+    char *seg[API_MAX_SEGMENTS];
+    const struct route *found = NULL;
+    int nseg = split_path(path, seg);
+
+    *path_ok = 0;
+    for (size_t i = 0; nseg >= 0 && i < NROUTES && !found; i++) {
+        if (route_matches(&routes[i], seg, nseg, method, path_ok))
+            found = &routes[i];
+    }
+    free(path);
+    return found;
 }
 
 static const char *error_code(int rc, unsigned *status)
@@ -695,33 +749,46 @@ static const char *error_code(int rc, unsigned *status)
     case ERR_UNAUTH:
         *status = MHD_HTTP_UNAUTHORIZED;
         return "unauthorized";
+    case ERR_LIMITED:
+        *status = MHD_HTTP_TOO_MANY_REQUESTS;
+        return "rate_limited";
     default:
         *status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         return "internal";
     }
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+static struct MHD_Response *json_response(json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     size_t len = strlen(text);
     struct MHD_Response *resp;
-    enum MHD_Result ret;
 
     text = xrealloc(text, len + 2);
     text[len++] = '\n';
     resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    ret = MHD_queue_response(conn, status, resp);
+    return resp;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    struct MHD_Response *resp = json_response(body);
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+
     MHD_destroy_response(resp);
     return ret;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, int rc, json_t *problems)
+/* The error reply for rc and the current message; retry_after_s goes
+ * with ERR_LIMITED. */
+static enum MHD_Result send_error(struct MHD_Connection *conn, int rc, json_t *problems,
+                                  int retry_after_s)
 {
     unsigned status;
     const char *code = error_code(rc, &status);
     json_t *err = json_pack("{s:s, s:s}", "code", code, "message", err_msg());
+    struct MHD_Response *resp;
     json_t *body;
     enum MHD_Result ret;
 
@@ -730,9 +797,59 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int rc, json_t *p
     if (problems)
         json_object_set(err, "problems", problems);
     body = json_pack("{s:o}", "error", err);
-    ret = send_json(conn, status, body);
+    resp = json_response(body);
+    if (rc == ERR_UNAUTH)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"packrun\"");
+    if (rc == ERR_LIMITED) {
+        char secs[16];
+
+        snprintf(secs, sizeof(secs), "%d", retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
     json_decref(body);
     return ret;
+}
+
+/* The client's address as text, for limits and logs.
+ * TODO(auth): behind a reverse proxy every client has the proxy's
+ * address; trust X-Forwarded-For from a configured proxy address. */
+static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = info ? info->client_addr : NULL;
+
+    snprintf(out, cap, "unknown");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+/* Find the route and check the caller's token, from the headers alone.
+ * A refusal is kept in req for dispatch() to send. */
+static void authorize(struct api *api, struct MHD_Connection *conn, const char *url,
+                      const char *method, struct request *req)
+{
+    char client[INET6_ADDRSTRLEN + 1];
+    struct auth_request ar = {.client = client, .method = method, .path = url};
+    struct store *st = NULL;
+    int rc;
+
+    req->route = find_route(url, method, &req->path_ok);
+    ar.need = route_need(api, req->route);
+    if (ar.need == AUTH_PUBLIC)
+        return;
+    client_address(conn, client, sizeof(client));
+    ar.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    rc = store_pool_get(api->pool, &st);
+    if (rc == 0)
+        rc = auth_check(api->auth, st, &ar, &req->who, &req->retry_after_s);
+    store_pool_put(api->pool, st);
+    if (rc < 0)
+        req->refused = rc;
 }
 
 static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, const char *url,
@@ -741,28 +858,25 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, co
     struct call c = {.api = api,
                      .conn = conn,
                      .method = method,
+                     .who = &req->who,
                      .body = req->body.data,
                      .body_len = req->body.len};
     char *path = xstrdup(url);
-    const struct route *found = NULL;
+    const struct route *found = req->route;
     json_t *reply = NULL;
-    int path_ok = 0, rc;
+    int rc;
     enum MHD_Result ret;
 
     c.nseg = split_path(path, c.seg);
-    for (size_t i = 0; c.nseg >= 0 && i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (route_matches(&routes[i], &c, &path_ok)) {
-            found = &routes[i];
-            break;
-        }
-    }
-
+    req->answered = 1;
     if (req->too_big) {
         rc = err_set(ERR_TOOBIG, "request body: larger than the limit of %lld bytes",
                      (long long)api->cfg->max_body_bytes);
+    } else if (req->refused) {
+        rc = req->refused; /* authorize() has just set the message */
     } else if (!found) {
-        rc = path_ok ? err_set(ERR_NOTFOUND, "%s is not allowed on %s", method, url)
-                     : err_set(ERR_NOTFOUND, "no route %s %s", method, url);
+        rc = req->path_ok ? err_set(ERR_NOTFOUND, "%s is not allowed on %s", method, url)
+                          : err_set(ERR_NOTFOUND, "no route %s %s", method, url);
     } else {
         rc = store_pool_get(api->pool, &c.st);
         if (rc == 0)
@@ -776,7 +890,7 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, co
     } else if (rc < 0) {
         if (rc == ERR_FAIL)
             log_error("api", "%s %s: %s", method, url, err_msg());
-        ret = send_error(conn, rc, c.problems);
+        ret = send_error(conn, rc, c.problems, req->retry_after_s);
     } else {
         ret = send_json(conn, (unsigned)rc, reply ? reply : json_object());
     }
@@ -798,11 +912,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *len = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 
         req = xcalloc(1, sizeof(*req));
+        *con_cls = req;
         if (len && strtoll(len, NULL, 10) > api->cfg->max_body_bytes)
             req->too_big = 1;
-        *con_cls = req;
-        if (req->too_big)
+        else
+            authorize(api, conn, url, method, req);
+        if (req->too_big || req->refused)
             return dispatch(api, conn, url, method, req);
+        return MHD_YES;
+    }
+    if (req->answered) {
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -868,8 +988,11 @@ int api_start(const struct config *cfg, struct api **out)
 
     api->cfg = cfg;
     rc = parse_listen(cfg->listen, &addr);
+    if (rc == 0)
+        rc = auth_listen_check(cfg->listen, cfg->allow_insecure_listen);
     if (rc < 0)
         goto fail;
+    api->auth = auth_new();
     rc = store_pool_new(cfg->db_url, &api->pool);
     if (rc < 0)
         goto fail;
@@ -884,12 +1007,19 @@ int api_start(const struct config *cfg, struct api **out)
                      cfg->listen);
         goto fail;
     }
-    log_info("api", "listening on http://%s", cfg->listen);
+    if (!auth_listen_is_loopback(cfg->listen))
+        log_warn("api",
+                 "listening on http://%s without TLS (allow_insecure_listen): bearer "
+                 "tokens must reach it through a TLS-terminating proxy",
+                 cfg->listen);
+    else
+        log_info("api", "listening on http://%s", cfg->listen);
     *out = api;
     return 0;
 
 fail:
     store_pool_free(api->pool);
+    auth_free(api->auth);
     free(api);
     return rc;
 }
@@ -900,5 +1030,6 @@ void api_stop(struct api *api)
         return;
     MHD_stop_daemon(api->mhd);
     store_pool_free(api->pool);
+    auth_free(api->auth);
     free(api);
 }

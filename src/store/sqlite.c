@@ -194,8 +194,10 @@ int sqlite_open(const char *path, struct db *db)
     int fd;
 
     /* The database holds secrets in flight: only its owner may read it,
-     * and SQLite gives its -wal and -shm files the same mode. */
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+     * and SQLite gives its -wal and -shm files the same mode. O_EXCL: a
+     * close(2) of a file this process already has open would drop every
+     * lock its SQLite connections hold on it. */
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0)
         close(fd);
     if (sqlite3_open_v2(path, &conn, flags, NULL) != SQLITE_OK) {

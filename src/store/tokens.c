@@ -18,9 +18,9 @@ int store_token_create(struct store *st, const char *name, const char *role, con
     int rc;
 
     clock_now(now, sizeof(now));
-    rc = db_exec(st->db,
-                 "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
-                 "tttt", name, role, hash, now);
+    rc =
+        db_exec(st->db, "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
+                "tttt", name, role, hash, now);
     if (rc == ERR_CONFLICT)
         return err_set(ERR_CONFLICT,
                        "token '%s' exists already (a revoked token keeps its name): "
@@ -51,10 +51,12 @@ int store_token_find(struct store *st, const char *hash, json_t **out)
 
 int store_token_list(struct store *st, json_t **out)
 {
-    return db_query(st->db,
-                    "SELECT name, role, created_at, last_used_at, revoked_at"
-                    " FROM tokens ORDER BY name",
-                    out, "");
+    int rc = db_query(st->db,
+                      "SELECT name, role, created_at, last_used_at, revoked_at"
+                      " FROM tokens ORDER BY name",
+                      out, "");
+
+    return rc < 0 ? rc : 0;
 }
 
 int store_token_revoke(struct store *st, const char *name)
@@ -64,9 +66,8 @@ int store_token_revoke(struct store *st, const char *name)
     int rc;
 
     clock_now(now, sizeof(now));
-    rc = db_exec(st->db,
-                 "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL", "tt",
-                 name, now);
+    rc = db_exec(st->db, "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+                 "tt", name, now);
     if (rc != 0)
         return rc < 0 ? rc : 0;
 

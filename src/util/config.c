@@ -3,13 +3,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/yaml.h"
 
-enum kind { K_STR, K_INT, K_SECONDS };
+enum kind { K_STR, K_INT, K_SECONDS, K_BOOL };
 
 struct key {
     const char *name; /* dotted path in the file */
@@ -24,6 +25,10 @@ struct key {
 #define INT(n, f)                                                                                  \
     {                                                                                              \
         n, K_INT, offsetof(struct config, f)                                                       \
+    }
+#define BOOL(n, f)                                                                                 \
+    {                                                                                              \
+        n, K_BOOL, offsetof(struct config, f)                                                      \
     }
 #define SECS(n, f)                                                                                 \
     {                                                                                              \
@@ -52,6 +57,8 @@ static const struct key keys[] = {
     STR("environments.pip_index_url", pip_index_url),
     STR("environments.pip_find_links", pip_find_links),
     STR("environments.pip_no_index", pip_no_index),
+    BOOL("metrics_public", metrics_public),
+    BOOL("allow_insecure_listen", allow_insecure_listen),
     STR("log_level", log_level),
     STR("log_format", log_format),
 };
@@ -95,6 +102,18 @@ static int set_key(struct config *cfg, const struct key *k, const char *text, co
     if (k->kind == K_STR) {
         config_set((char **)field, text);
         return 0;
+    }
+    if (k->kind == K_BOOL) {
+        static const char *const yes[] = {"true", "yes", "on", "1"};
+        static const char *const no[] = {"false", "no", "off", "0"};
+
+        for (size_t i = 0; i < 4; i++) {
+            if (strcasecmp(text, yes[i]) == 0 || strcasecmp(text, no[i]) == 0) {
+                *(int *)field = strcasecmp(text, yes[i]) == 0;
+                return 0;
+            }
+        }
+        return err_set(ERR_INVALID, "%s: '%s' must be true or false", where, text);
     }
     errno = 0;
     if (k->kind == K_SECONDS) {
@@ -228,6 +247,8 @@ json_t *config_to_json(const struct config *cfg)
             const char *s = *(char *const *)field;
 
             v = s ? json_string(s) : json_null();
+        } else if (keys[i].kind == K_BOOL) {
+            v = json_boolean(*(const int *)field);
         } else if (keys[i].offset == offsetof(struct config, slots)) {
             v = json_integer(cfg->slots);
         } else if (keys[i].kind == K_SECONDS) {

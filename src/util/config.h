@@ -34,6 +34,8 @@ struct config {
     char *pip_index_url;             /* environments.pip_index_url */
     char *pip_find_links;            /* environments.pip_find_links */
     char *pip_no_index;              /* environments.pip_no_index: "1" for offline */
+    int metrics_public;              /* metrics_public: /metrics without a token (false) */
+    int allow_insecure_listen;       /* allow_insecure_listen: plain HTTP off loopback (false) */
     char *log_level;                 /* info */
     char *log_format;                /* logfmt | json */
 };

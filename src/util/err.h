@@ -19,6 +19,7 @@ enum {
     ERR_TOOBIG = -5,    /* a limit on user input was exceeded */
     ERR_FORBIDDEN = -6, /* the caller may not do this */
     ERR_UNAUTH = -7,    /* the caller did not say who it is */
+    ERR_LIMITED = -8,   /* the caller must wait before trying again */
 };
 
 /* Record a message for the current thread and return code. */

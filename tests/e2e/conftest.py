@@ -9,6 +9,16 @@ Fixtures:
   roles      `packrun server` plus a separate `packrun worker` process on
              the same data folder.
 
+Authentication: every daemon gets its own CLI config file (PACKRUN_CLI_CONFIG,
+beside its data folder). `packrun up` writes its admin token there on first
+start; before a `packrun server` starts, the fixtures make an admin token with
+`packrun token create` and write the file themselves. Api sends that token as
+`Authorization: Bearer` on every request (Api.with_token() and
+Api.without_token() make clients with another token or none), Api.cli() runs
+the CLI with that config file, and for tests that call urllib or the CLI
+directly, a global urllib handler and clean_env() add the token of the daemon
+whose URL they use.
+
 The binary is $PACKRUN_BIN, by default build/packrun in the repository.
 Only the Python standard library and pytest are used.
 """
@@ -44,33 +54,116 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The CLI config file of each API the fixtures started, by URL: how code that
+# does not go through Api finds the token to send.
+CLI_CONFIGS = {}
+
+
+def read_cli_config(path):
+    """The keys of a CLI config file (api_url, token), {} when it is missing.
+    The file is flat YAML with plain or double-quoted strings."""
+    out = {}
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if value.startswith('"'):
+            value = json.loads(value)
+        out[key.strip()] = value
+    return out
+
+
+def cli_config_for(url):
+    return CLI_CONFIGS.get(url.rstrip("/"))
+
+
 def clean_env(extra=None):
-    """The test runner's environment without any PACKRUN_* setting, plus extra."""
+    """The test runner's environment without any PACKRUN_* setting, plus extra.
+    A CLI pointed (PACKRUN_API_URL) at an API the fixtures started also gets
+    that API's CLI config file, and so its token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKRUN_")}
     env.update(extra or {})
+    cfg = cli_config_for(env.get("PACKRUN_API_URL", ""))
+    if cfg and "PACKRUN_CLI_CONFIG" not in env and "PACKRUN_TOKEN" not in env:
+        env["PACKRUN_CLI_CONFIG"] = str(cfg)
     return env
+
+
+class _TokenHandler(urllib.request.BaseHandler):
+    """Adds the token of a known API to urllib requests that carry none, for
+    tests that call urllib.request.urlopen() themselves."""
+
+    def http_request(self, req):
+        if not req.has_header("Authorization"):
+            url = req.full_url
+            base = url[:url.index("/", len("http://"))] if url.count("/") > 2 else url
+            cfg = cli_config_for(base)
+            token = read_cli_config(cfg).get("token") if cfg else None
+            if token:
+                req.add_unredirected_header("Authorization", f"Bearer {token}")
+        return req
+
+
+urllib.request.install_opener(urllib.request.build_opener(_TokenHandler()))
+
+# Api's own opener adds nothing: it sends exactly the token it is given.
+_PLAIN_OPENER = urllib.request.build_opener()
+
+_UNSET = object()
 
 
 class Api:
     """A small HTTP client: each call returns (status, body), body being the
-    decoded JSON when the answer is JSON, else the text."""
+    decoded JSON when the answer is JSON, else the text. It sends the token
+    in the CLI config file cli_config (read at each request, as the daemon
+    may write it late), or the token given, or none (token=None)."""
 
-    def __init__(self, url, data_dir=None):
+    def __init__(self, url, data_dir=None, cli_config=None, token=_UNSET):
         self.url = url.rstrip("/")
         self.data_dir = Path(data_dir) if data_dir else None
+        self.cli_config = Path(cli_config) if cli_config else None
+        self._token = token
+
+    @property
+    def token(self):
+        if self._token is not _UNSET:
+            return self._token
+        if self.cli_config:
+            return read_cli_config(self.cli_config).get("token")
+        return None
+
+    def with_token(self, token):
+        """A client of the same API that sends token (None: no token)."""
+        return Api(self.url, self.data_dir, self.cli_config, token=token)
+
+    def without_token(self):
+        return self.with_token(None)
+
+    def auth_headers(self):
+        token = self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def request(self, method, path, body=None, raw=None, headers=None, timeout=60):
         data = raw
-        hdrs = dict(headers or {})
+        hdrs = self.auth_headers()
+        hdrs.update(headers or {})
         if body is not None:
             data = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with _PLAIN_OPENER.open(req, timeout=timeout) as resp:
                 status, ctype, payload = resp.status, resp.headers.get("Content-Type", ""), resp.read()
         except urllib.error.HTTPError as e:
             status, ctype, payload = e.code, e.headers.get("Content-Type", ""), e.read()
+            self.last_headers = e.headers
+        else:
+            self.last_headers = resp.headers
         text = payload.decode("utf-8")  # strict: every answer must be valid UTF-8
         if "json" in ctype:
             return status, json.loads(text)
@@ -130,9 +223,10 @@ class Api:
 
     def wait_output(self, exec_id, needle, stream="stdout", timeout=15):
         """Follow a log stream until it contains needle; returns what was read."""
-        req = urllib.request.Request(f"{self.url}/api/v1/executions/{exec_id}/logs/{stream}?follow=1")
+        req = urllib.request.Request(f"{self.url}/api/v1/executions/{exec_id}/logs/{stream}?follow=1",
+                                     headers=self.auth_headers())
         got = b""
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _PLAIN_OPENER.open(req, timeout=timeout) as resp:
             deadline = time.monotonic() + timeout
             while needle.encode() not in got:
                 line = resp.readline()
@@ -174,21 +268,46 @@ class Api:
     # --- CLI ---------------------------------------------------------------
 
     def cli(self, *args, timeout=120, input=None, env=None):
-        """Run the packrun CLI against this API; returns the CompletedProcess."""
+        """Run the packrun CLI against this API, with its CLI config file (and
+        so its token); returns the CompletedProcess."""
         e = clean_env({"PACKRUN_API_URL": self.url})
+        if self.cli_config:
+            e["PACKRUN_CLI_CONFIG"] = str(self.cli_config)
         e.update(env or {})
         return subprocess.run([BIN, *map(str, args)], env=e, input=input, capture_output=True,
                               text=True, timeout=timeout)
 
 
-class Daemon:
-    """One packrun daemon process (up, server or worker)."""
+def default_cli_config(data_dir):
+    """The CLI config file of the daemons on a data folder: beside it, so
+    that a daemon restarted on the same data finds the same token."""
+    data_dir = Path(data_dir)
+    return data_dir.parent / f"{data_dir.name}.cli.yaml"
 
-    def __init__(self, role, data_dir, log_dir, args=(), env=None, port=None, name=None):
+
+def make_token(data_dir, name, role, check=True):
+    """`packrun token create` on a data folder; returns the token."""
+    r = subprocess.run([BIN, "token", "create", name, "--role", role, "--data", str(data_dir)],
+                       env=clean_env(), capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, f"token create {name}: {r.stdout}{r.stderr}"
+    return r.stdout.strip()
+
+
+class Daemon:
+    """One packrun daemon process (up, server or worker). cli_config is the
+    CLI config file it uses (PACKRUN_CLI_CONFIG), beside the data folder by
+    default."""
+
+    def __init__(self, role, data_dir, log_dir, args=(), env=None, port=None, name=None,
+                 cli_config=None):
         self.role = role
         self.data_dir = Path(data_dir)
         self.port = port
         self.args = list(args)
+        self.cli_config = Path(cli_config) if cli_config else default_cli_config(data_dir)
+        env = dict(env or {})
+        env.setdefault("PACKRUN_CLI_CONFIG", str(self.cli_config))
         self.env = clean_env(env)
         self.name = name or role
         self.log_path = Path(log_dir) / f"{self.name}.{int(time.time() * 1000)}.stderr"
@@ -196,9 +315,24 @@ class Daemon:
         self.signaled = False
         self.api = None
         if port is not None:
-            self.api = Api(f"http://127.0.0.1:{port}", data_dir)
+            self.api = Api(f"http://127.0.0.1:{port}", data_dir, self.cli_config)
+            CLI_CONFIGS[self.api.url] = self.cli_config
+
+    def ensure_admin_token(self):
+        """For a server, which makes no token itself: an admin token in the
+        CLI config file, made with `packrun token create` unless the file
+        holds one already."""
+        if read_cli_config(self.cli_config).get("token"):
+            return
+        token = make_token(self.data_dir, f"e2e-admin-{time.monotonic_ns()}", "admin")
+        self.cli_config.parent.mkdir(parents=True, exist_ok=True)
+        self.cli_config.write_text(f'api_url: "{self.api.url if self.api else ""}"\n'
+                                   f'token: "{token}"\n')
+        self.cli_config.chmod(0o600)
 
     def start(self):
+        if self.role == "server":
+            self.ensure_admin_token()
         cmd = [BIN, self.role, "--data", str(self.data_dir)]
         if self.port is not None:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
@@ -267,14 +401,15 @@ class Launcher:
         self.daemons = []
         self.n = 0
 
-    def up(self, data=None, env=None, args=(), packs=EXAMPLES, register_e2e=True, name=None):
+    def up(self, data=None, env=None, args=(), packs=EXAMPLES, register_e2e=True, name=None,
+           cli_config=None):
         self.n += 1
         data = Path(data) if data else self.base / f"data{self.n}"
         args = list(args)
         if packs:
             args += ["--packs", str(packs)]
         d = Daemon("up", data, self.base, args=args, env=env, port=free_port(),
-                   name=name or f"up{self.n}").start()
+                   name=name or f"up{self.n}", cli_config=cli_config).start()
         self.daemons.append(d)
         d.wait_healthy()
         if register_e2e:
@@ -282,8 +417,9 @@ class Launcher:
             assert status == 201, f"register {E2E_PACK}: {status} {body}\n{d.log()}"
         return d
 
-    def daemon(self, role, data, args=(), env=None, port=None, name=None):
-        d = Daemon(role, data, self.base, args=args, env=env, port=port, name=name).start()
+    def daemon(self, role, data, args=(), env=None, port=None, name=None, cli_config=None):
+        d = Daemon(role, data, self.base, args=args, env=env, port=port, name=name,
+                   cli_config=cli_config).start()
         self.daemons.append(d)
         return d
 
