@@ -280,6 +280,11 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
         log_info("worker", "execution %lld: not started: %s", (long long)id, err_msg());
         goto out;
     }
+    /* From here a cancel reaches this slot, even while the environment
+     * is built; one left over from an earlier execution must not. */
+    (void)!read(slot->cancel_fd, &drained, sizeof(drained));
+    atomic_store(&slot->running, id);
+
     if (execution_env(w, st, id, spec, &envres, &env) < 0) {
         result = json_pack("{s:n, s:i, s:n, s:s, s:s, s:s, s:O}", "exit_code", "duration_ms", 0,
                            "data", "stdout", "", "stderr", "", "error", err_msg(), "environment",
@@ -299,9 +304,6 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
         rj.env_dir = envres.dir;
     }
     rj.environment = env;
-    /* A cancel signal left over from an earlier execution must not end this one. */
-    (void)!read(slot->cancel_fd, &drained, sizeof(drained));
-    atomic_store(&slot->running, id);
     log_debug("worker", "execution %lld: %s started", (long long)id,
               json_string_value(json_object_get(job, "action")));
 
@@ -324,6 +326,7 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
                  (long long)json_integer_value(json_object_get(result, "duration_ms")));
 
 out:
+    atomic_store(&slot->running, 0);
     if (hold >= 0)
         env_release(hold);
     env_result_free(&envres);
