@@ -490,6 +490,76 @@ static void token_print_list(const json_t *list)
     cli_table_free(&t);
 }
 
+/* The password of a URL's user-info replaced by "****", in place. */
+static void mask_url(json_t *cfg, const char *key)
+{
+    const char *url = json_string_value(json_object_get(cfg, key));
+    const char *scheme, *at, *colon;
+    char *masked;
+
+    if (!url)
+        return;
+    scheme = strstr(url, "://");
+    at = scheme ? strchr(scheme + 3, '@') : NULL;
+    colon = scheme ? strchr(scheme + 3, ':') : NULL;
+    if (!at || !colon || colon > at)
+        return;
+    masked = xasprintf("%.*s****%s", (int)(colon + 1 - url), url, at);
+    json_object_set_new(cfg, key, json_string(masked));
+    free(masked);
+}
+
+/* `packrun config show [--config FILE] [--json]`: the settings the
+ * daemons would use here, from the defaults, the file and PACKRUN_*
+ * variables, with passwords in URLs masked. */
+static int run_config(int argc, char **argv)
+{
+    const char *path = NULL;
+    struct buf out = BUF_INIT;
+    struct config cfg;
+    json_t *shown;
+    int json = 0, rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "show") != 0 || i != 1) {
+            fprintf(stderr, "usage: packrun config show [--config FILE] [--json]\n");
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc < 2 || strcmp(argv[1], "show") != 0) {
+        fprintf(stderr, "usage: packrun config show [--config FILE] [--json]\n");
+        return CLI_EXIT_USAGE;
+    }
+    rc = config_load(path, &cfg);
+    if (rc < 0) {
+        fprintf(stderr, "error: %s\n", err_msg());
+        config_free(&cfg);
+        return CLI_EXIT_FAILED;
+    }
+    config_finish(&cfg);
+    shown = config_to_json(&cfg);
+    mask_url(shown, "db");
+    mask_url(shown, "environments.pip_index_url");
+    mask_url(shown, "environments.pip_find_links");
+    if (json) {
+        char *text = json_dumps(shown, JSON_INDENT(2));
+
+        printf("%s\n", text);
+        free(text);
+    } else {
+        yaml_emit(shown, &out);
+        fputs(buf_str(&out), stdout);
+    }
+    buf_free(&out);
+    json_decref(shown);
+    config_free(&cfg);
+    return CLI_EXIT_OK;
+}
+
 /* `packrun token create|list|revoke`: argv[0] is "token". */
 static int run_token(int argc, char **argv)
 {
@@ -673,6 +743,8 @@ int main(int argc, char **argv)
         return run_daemon(ROLE_SERVER, argc - 1, argv + 1);
     if (strcmp(argv[1], "worker") == 0 && !cli_is_client_command(argc - 1, argv + 1))
         return run_daemon(ROLE_WORKER, argc - 1, argv + 1);
+    if (strcmp(argv[1], "config") == 0)
+        return run_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return run_token(argc - 1, argv + 1);
     return cli_main(argc - 1, argv + 1);

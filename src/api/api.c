@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "api/auth.h"
+#include "api/metrics.h"
+#include "api/openapi.h"
+#include "pack/bundle.h"
 #include "pack/pack.h"
 #include "pack/params.h"
 #include "store/store.h"
@@ -173,6 +176,34 @@ static int h_pack_register(struct call *c, json_t **reply)
                  json_string_value(json_object_get(*reply, "ref")),
                  json_string_value(json_object_get(*reply, "version")), path, c->who->name);
     json_decref(body);
+    return rc < 0 ? rc : 201;
+}
+
+/* POST /api/v1/packs: a .tar.gz body, unpacked into a scratch folder and
+ * registered from there like a folder. */
+static int h_pack_upload(struct call *c, json_t **reply)
+{
+    char *scratch = xasprintf("%s/uploads/pack-XXXXXX", c->api->cfg->data_dir);
+    char *parent = xasprintf("%s/uploads", c->api->cfg->data_dir);
+    int rc;
+
+    rc = fs_mkdirs(parent, 0700);
+    if (rc == 0 && !mkdtemp(scratch))
+        rc = err_errno(ERR_FAIL, "mkdtemp %s", scratch);
+    if (rc < 0)
+        goto out;
+    rc = bundle_extract(c->body, c->body_len, scratch);
+    if (rc == 0)
+        rc = api_register_pack(c->api->cfg, c->st, scratch, reply, &c->problems);
+    if (rc == 0)
+        log_info("api", "pack %s %s installed from an upload of %zu bytes (token '%s')",
+                 json_string_value(json_object_get(*reply, "ref")),
+                 json_string_value(json_object_get(*reply, "version")), c->body_len, c->who->name);
+    (void)fs_rmtree(scratch);
+
+out:
+    free(scratch);
+    free(parent);
     return rc < 0 ? rc : 201;
 }
 
@@ -610,6 +641,29 @@ static int h_job_get(struct call *c, json_t **reply)
     }
 }
 
+/* --- metrics and the API's own description --------------------------- */
+
+static int h_metrics(struct call *c, json_t **reply)
+{
+    struct buf text = BUF_INIT;
+    json_t *m = NULL;
+    size_t len;
+    int rc;
+
+    (void)reply;
+    rc = store_metrics(c->st, &m);
+    if (rc < 0)
+        return rc;
+    metrics_render(m, &text);
+    json_decref(m);
+    len = text.len;
+    c->response = MHD_create_response_from_buffer(len, buf_detach(&text), MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(c->response, "Content-Type", "text/plain; version=0.0.4");
+    return 200;
+}
+
+static int h_openapi(struct call *c, json_t **reply);
+
 /* --- workers and health ---------------------------------------------- */
 
 static int h_worker_list(struct call *c, json_t **reply)
@@ -639,34 +693,49 @@ static int h_health(struct call *c, json_t **reply)
 
 struct route {
     const char *method;
-    const char *pattern; /* segments; '*' matches one */
+    const char *pattern; /* segments; "{name}" matches any one */
     handler_fn fn;
     enum auth_role need; /* the least role a token needs; AUTH_PUBLIC: none */
     unsigned flags;
+    const char *summary; /* for the OpenAPI document */
 };
 
 /* Viewers read; operators also run and cancel; admins also manage packs,
  * environments and tokens. A request that matches no route needs a
  * viewer's token before it learns that (404). */
 static const struct route routes[] = {
-    {"GET", "health", h_health, AUTH_PUBLIC, 0},
-    {"POST", "api/v1/packs/register", h_pack_register, AUTH_ADMIN, 0},
-    {"GET", "api/v1/packs", h_pack_list, AUTH_VIEWER, 0},
-    {"GET", "api/v1/packs/*", h_pack_get, AUTH_VIEWER, 0},
-    {"DELETE", "api/v1/packs/*", h_pack_delete, AUTH_ADMIN, 0},
-    {"GET", "api/v1/actions", h_action_list, AUTH_VIEWER, 0},
-    {"GET", "api/v1/actions/*", h_action_get, AUTH_VIEWER, 0},
-    {"POST", "api/v1/executions", h_execution_create, AUTH_OPERATOR, 0},
-    {"GET", "api/v1/executions", h_execution_list, AUTH_VIEWER, 0},
-    {"GET", "api/v1/executions/*", h_execution_get, AUTH_VIEWER, 0},
-    {"POST", "api/v1/executions/*/cancel", h_execution_cancel, AUTH_OPERATOR, 0},
-    {"GET", "api/v1/executions/*/logs/*", h_execution_logs, AUTH_VIEWER, 0},
-    {"GET", "api/v1/workers", h_worker_list, AUTH_VIEWER, 0},
-    {"GET", "api/v1/environments", h_env_list, AUTH_VIEWER, 0},
-    {"POST", "api/v1/environments/gc", h_env_gc, AUTH_ADMIN, 0},
-    {"GET", "api/v1/environments/*", h_env_get, AUTH_VIEWER, 0},
-    {"POST", "api/v1/environments/*/rebuild", h_env_rebuild, AUTH_ADMIN, 0},
-    {"GET", "api/v1/jobs/*", h_job_get, AUTH_VIEWER, 0},
+    {"GET", "health", h_health, AUTH_PUBLIC, 0, "Liveness and database reachability"},
+    {"GET", "metrics", h_metrics, AUTH_VIEWER, ROUTE_METRICS, "Prometheus metrics"},
+    {"GET", "api/v1/openapi.json", h_openapi, AUTH_VIEWER, 0, "This API as OpenAPI 3"},
+    {"POST", "api/v1/packs", h_pack_upload, AUTH_ADMIN, 0,
+     "Install a pack from a .tar.gz body (application/gzip)"},
+    {"POST", "api/v1/packs/register", h_pack_register, AUTH_ADMIN, 0,
+     "Install a pack from a folder the server can read: {path}"},
+    {"GET", "api/v1/packs", h_pack_list, AUTH_VIEWER, 0, "List the packs"},
+    {"GET", "api/v1/packs/{ref}", h_pack_get, AUTH_VIEWER, 0, "One pack"},
+    {"DELETE", "api/v1/packs/{ref}", h_pack_delete, AUTH_ADMIN, 0, "Remove a pack"},
+    {"GET", "api/v1/actions", h_action_list, AUTH_VIEWER, 0, "List the actions (?pack=)"},
+    {"GET", "api/v1/actions/{ref}", h_action_get, AUTH_VIEWER, 0, "One action"},
+    {"POST", "api/v1/executions", h_execution_create, AUTH_OPERATOR, 0,
+     "Run an action: {action, parameters, timeout_seconds}"},
+    {"GET", "api/v1/executions", h_execution_list, AUTH_VIEWER, 0,
+     "List executions, newest first (?status=&action=&pack=&limit=&before=)"},
+    {"GET", "api/v1/executions/{id}", h_execution_get, AUTH_VIEWER, 0,
+     "One execution (?wait=S waits for it to end)"},
+    {"POST", "api/v1/executions/{id}/cancel", h_execution_cancel, AUTH_OPERATOR, 0,
+     "Cancel an execution"},
+    {"GET", "api/v1/executions/{id}/logs/{stream}", h_execution_logs, AUTH_VIEWER, 0,
+     "stdout or stderr as text (?follow=1 streams until the end)"},
+    {"GET", "api/v1/workers", h_worker_list, AUTH_VIEWER, 0, "List the workers"},
+    {"GET", "api/v1/environments", h_env_list, AUTH_VIEWER, 0, "List the environments"},
+    {"POST", "api/v1/environments/gc", h_env_gc, AUTH_ADMIN, 0,
+     "Remove unused environments on every live worker"},
+    {"GET", "api/v1/environments/{key}", h_env_get, AUTH_VIEWER, 0,
+     "One environment with its build log"},
+    {"POST", "api/v1/environments/{key}/rebuild", h_env_rebuild, AUTH_ADMIN, 0,
+     "Rebuild an environment, or a pack's (give its ref)"},
+    {"GET", "api/v1/jobs/{id}", h_job_get, AUTH_VIEWER, 0,
+     "One environment job (?wait=S waits for it to end)"},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -679,6 +748,25 @@ static enum auth_role route_need(const struct api *api, const struct route *r)
     if ((r->flags & ROUTE_METRICS) && api->cfg->metrics_public)
         return AUTH_PUBLIC;
     return r->need;
+}
+
+static int h_openapi(struct call *c, json_t **reply)
+{
+    struct openapi_route list[NROUTES];
+
+    (void)c;
+    for (size_t i = 0; i < NROUTES; i++) {
+        const struct route *r = &routes[i];
+        enum auth_role need = route_need(c->api, r);
+
+        list[i] = (struct openapi_route){r->method, NULL, r->summary,
+                                         need == AUTH_PUBLIC ? NULL : auth_role_name(need)};
+        list[i].path = xasprintf("/%s", r->pattern);
+    }
+    *reply = openapi_document(list, NROUTES, PACKRUN_VERSION);
+    for (size_t i = 0; i < NROUTES; i++)
+        free((char *)list[i].path);
+    return 200;
 }
 
 static int split_path(char *path, char **seg)
@@ -702,7 +790,7 @@ static int route_matches(const struct route *r, char **seg, int nseg, const char
     int n = split_path(pat, pseg), ok = n == nseg;
 
     for (int i = 0; ok && i < n; i++) {
-        if (strcmp(pseg[i], "*") != 0 && strcmp(pseg[i], seg[i]) != 0)
+        if (pseg[i][0] != '{' && strcmp(pseg[i], seg[i]) != 0)
             ok = 0;
     }
     free(pat);

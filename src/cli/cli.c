@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "cli/client.h"
+#include "pack/bundle.h"
+#include "pack/pack.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/fs.h"
@@ -46,8 +48,8 @@ int cli_status_exit(const char *status)
 
 int cli_is_client_command(int argc, char **argv)
 {
-    static const char *const names[] = {"pack", "action", "run",    "execution",
-                                        "env",  "help",   "-h",     "--help"};
+    static const char *const names[] = {"pack", "action", "run", "execution",
+                                        "env",  "help",   "-h",  "--help"};
     size_t i;
     int j;
 
@@ -778,9 +780,10 @@ struct ctx {
     const char *group; /* the group, when the failure is before a command is known */
     struct client *client;
     int has_token;
-    json_t *problems; /* error.problems of the last error answer */
-    int usage;        /* the failure is bad usage */
-    const char **pos; /* positional arguments of the command */
+    json_t *problems;  /* error.problems of the last error answer */
+    int register_path; /* pack install --path: the server reads the folder */
+    int usage;         /* the failure is bad usage */
+    const char **pos;  /* positional arguments of the command */
     int npos;
 };
 
@@ -848,15 +851,12 @@ static void query_add(struct buf *b, const char *key, const char *value)
 }
 
 /* Call the API; on an error answer keep its problems for the report. */
-static int api(struct ctx *ctx, const char *method, const char *path, const json_t *body,
-               json_t **reply)
+/* After a request: keep a failed reply's problems and explain a 401. */
+static int api_done(struct ctx *ctx, int rc, json_t **reply)
 {
     const json_t *problems;
-    long status;
     char *msg;
-    int rc;
 
-    rc = client_request(ctx->client, method, path, body, &status, reply);
     if (rc == 0)
         return 0;
 
@@ -874,6 +874,14 @@ static int api(struct ctx *ctx, const char *method, const char *path, const json
         free(msg);
     }
     return rc;
+}
+
+static int api(struct ctx *ctx, const char *method, const char *path, const json_t *body,
+               json_t **reply)
+{
+    long status;
+
+    return api_done(ctx, client_request(ctx->client, method, path, body, &status, reply), reply);
 }
 
 /* GET a path built from fmt. */
@@ -963,29 +971,58 @@ static long long pack_action_count(const json_t *pack)
     return (long long)json_array_size(json_object_get(pack, "actions"));
 }
 
-static int pack_install(struct ctx *ctx, int argc, char **argv)
+/* Check the pack here, as the server would, then send it as a .tar.gz. */
+static int pack_upload(struct ctx *ctx, const char *dir, json_t **reply)
 {
+    json_t *pack = NULL, *problems = NULL;
+    struct buf bundle = BUF_INIT;
+    long status;
+    int rc;
+
+    rc = pack_load(dir, &pack, &problems);
+    if (rc == ERR_INVALID && problems && !ctx->problems)
+        ctx->problems = json_incref(problems);
+    if (rc == 0)
+        rc = bundle_create(dir, &bundle);
+    if (rc == 0)
+        rc = api_done(
+            ctx,
+            client_upload(ctx->client, "/api/v1/packs", bundle.data, bundle.len, &status, reply),
+            reply);
+    json_decref(pack);
+    json_decref(problems);
+    buf_free(&bundle);
+    return rc;
+}
+
+static int install_pack(struct ctx *ctx, int argc, char **argv)
+{
+    struct cli_option opts[] = {{"--path", NULL, 0, NULL}, {NULL, NULL, 0, NULL}};
     json_t *body = NULL, *reply = NULL;
     char *abs = NULL;
     long long n;
     int rc;
 
-    rc = parse(ctx, argc, argv, NULL, 1, 1);
+    rc = parse(ctx, argc, argv, opts, 1, 1);
+    ctx->register_path = opts[0].value != NULL;
     if (rc < 0)
         return rc;
-    /* TODO(cli): upload a .tar.gz with POST /api/v1/packs when the API cannot read the folder
-     * (an API on another host); register only names a path the server reads itself. */
     rc = fs_realpath(ctx->pos[0], &abs);
     if (rc < 0) {
         rc = err_wrap(rc, "pack folder");
         goto out;
     }
-    body = json_pack("{s:s}", "path", abs);
-    if (!body) {
-        rc = err_set(ERR_INVALID, "%s: the path is not valid UTF-8", abs);
-        goto out;
+    if (ctx->register_path) {
+        /* The server reads the folder itself. */
+        body = json_pack("{s:s}", "path", abs);
+        if (!body) {
+            rc = err_set(ERR_INVALID, "%s: the path is not valid UTF-8", abs);
+            goto out;
+        }
+        rc = api(ctx, "POST", "/api/v1/packs/register", body, &reply);
+    } else {
+        rc = pack_upload(ctx, abs, &reply);
     }
-    rc = api(ctx, "POST", "/api/v1/packs/register", body, &reply);
     if (rc < 0)
         goto out;
 
@@ -993,8 +1030,8 @@ static int pack_install(struct ctx *ctx, int argc, char **argv)
     if (ctx->g.json)
         print_json(reply);
     else
-        printf("installed pack %s %s (%lld action%s%s)\n", str(reply, "ref"),
-               str(reply, "version"), n, n == 1 ? "" : "s",
+        printf("installed pack %s %s (%lld action%s%s)\n", str(reply, "ref"), str(reply, "version"),
+               n, n == 1 ? "" : "s",
                str(reply, "environment") ? "; environment pending: a worker prepares it" : "");
 
 out:
@@ -1668,7 +1705,7 @@ static char *size_cell(const json_t *bytes)
 
 static int env_list(struct ctx *ctx, int argc, char **argv)
 {
-    static const char *const headers[] = {"KEY",  "RUNTIME", "PACKS", "SIZE",
+    static const char *const headers[] = {"KEY",    "RUNTIME", "PACKS",      "SIZE",
                                           "STATUS", "BUILT",   "BUILD TIME", "HOST"};
     json_t *reply = NULL, *e;
     struct cli_table t;
@@ -1691,8 +1728,8 @@ static int env_list(struct ctx *ctx, int argc, char **argv)
         char *size = size_cell(json_object_get(e, "size_bytes"));
         char *built = cli_format_time(str(e, "built_at"));
         char *took = cli_format_duration(json_integer_value(json_object_get(e, "build_ms")));
-        const char *cells[8] = {key,   str(e, "runtime"), packs, size, str(e, "status"),
-                                built, took,              str(e, "host")};
+        const char *cells[8] = {key,  str(e, "runtime"), packs, size, str(e, "status"), built,
+                                took, str(e, "host")};
 
         cli_table_add(&t, cells);
         free(key);
@@ -1762,8 +1799,8 @@ static int env_wait_jobs(struct ctx *ctx, const json_t *reply, const char *what)
         for (;;) {
             json_decref(job);
             job = NULL;
-            rc = api_getf(ctx, &job, "/api/v1/jobs/%lld?wait=30",
-                          (long long)json_integer_value(id));
+            rc =
+                api_getf(ctx, &job, "/api/v1/jobs/%lld?wait=30", (long long)json_integer_value(id));
             if (rc < 0)
                 return rc;
             status = str(job, "status");
@@ -1823,10 +1860,11 @@ static int env_gc(struct ctx *ctx, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-    {"pack", "install", pack_install, "pack install DIR [--json]",
-     "Register the pack in folder DIR. The API server reads the folder, so it must be\n"
-     "on a file system the server can see. Every problem of a pack that does not\n"
-     "validate is listed."},
+    {"pack", "install", install_pack, "pack install DIR [--path] [--json]",
+     "Install the pack in folder DIR. It is checked here, then sent to the API as a\n"
+     ".tar.gz, so the server may be on another host. Every problem of a pack that\n"
+     "does not validate is listed. With --path, the server reads DIR itself instead\n"
+     "(a folder on a file system it can see)."},
     {"pack", "list", pack_list, "pack list [--json]", "List the installed packs."},
     {"pack", "show", pack_show, "pack show REF [--json]", "Show a pack and its actions."},
     {"pack", "remove", pack_remove, "pack remove REF [--json]", "Remove a pack and its actions."},

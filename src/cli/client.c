@@ -22,6 +22,7 @@ struct client {
     char *api;
     struct curl_slist *headers;      /* Accept, Authorization */
     struct curl_slist *json_headers; /* the same, and Content-Type: application/json */
+    struct curl_slist *gzip_headers; /* the same, and Content-Type: application/gzip */
     int has_token;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -106,7 +107,12 @@ int client_open(const char *api, const char *token, struct client **out)
         c->json_headers = curl_slist_append(c->json_headers, auth);
     c->json_headers = curl_slist_append(c->json_headers, "Content-Type: application/json");
     c->json_headers = curl_slist_append(c->json_headers, "Expect:");
-    if (!c->headers || !c->json_headers) {
+    c->gzip_headers = curl_slist_append(NULL, "Accept: application/json");
+    if (auth)
+        c->gzip_headers = curl_slist_append(c->gzip_headers, auth);
+    c->gzip_headers = curl_slist_append(c->gzip_headers, "Content-Type: application/gzip");
+    c->gzip_headers = curl_slist_append(c->gzip_headers, "Expect:");
+    if (!c->headers || !c->json_headers || !c->gzip_headers) {
         rc = err_set(ERR_FAIL, "curl_slist_append failed");
         goto out;
     }
@@ -131,6 +137,7 @@ void client_free(struct client *c)
         curl_easy_cleanup(c->curl);
     curl_slist_free_all(c->headers);
     curl_slist_free_all(c->json_headers);
+    curl_slist_free_all(c->gzip_headers);
     free(c->api);
     free(c);
 }
@@ -280,26 +287,26 @@ static int answer_error(struct client *c, const char *method, const char *path, 
     return rc;
 }
 
-int client_request(struct client *c, const char *method, const char *path, const json_t *body,
-                   long *status, json_t **reply)
+/* Send a request with body (len bytes, or none when NULL) of the given
+ * headers, and read its JSON reply. */
+static int send_request(struct client *c, const char *method, const char *path,
+                        struct curl_slist *headers, const char *body, size_t len, long *status,
+                        json_t **reply)
 {
     struct sink sink = {.c = c, .body = BUF_INIT, .max = CLIENT_MAX_REPLY, .fd = -1};
-    char *url, *payload = NULL;
+    char *url;
     json_error_t jerr;
     CURLcode code;
     int rc = 0;
 
     *status = 0;
     *reply = NULL;
-    url = prepare(c, method, path, body != NULL);
+    url = prepare(c, method, path, 0);
+    if (headers)
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
     if (body) {
-        payload = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!payload) {
-            rc = err_set(ERR_INVALID, "cannot encode the request body as JSON");
-            goto out;
-        }
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     } else if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
@@ -332,10 +339,32 @@ int client_request(struct client *c, const char *method, const char *path, const
                      jerr.text);
 
 out:
-    free(payload);
     free(url);
     buf_free(&sink.body);
     return rc;
+}
+
+int client_request(struct client *c, const char *method, const char *path, const json_t *body,
+                   long *status, json_t **reply)
+{
+    char *payload = NULL;
+    int rc;
+
+    if (body) {
+        payload = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!payload)
+            return err_set(ERR_INVALID, "cannot encode the request body as JSON");
+    }
+    rc = send_request(c, method, path, body ? c->json_headers : NULL, payload,
+                      payload ? strlen(payload) : 0, status, reply);
+    free(payload);
+    return rc;
+}
+
+int client_upload(struct client *c, const char *path, const void *data, size_t len, long *status,
+                  json_t **reply)
+{
+    return send_request(c, "POST", path, c->gzip_headers, data, len, status, reply);
 }
 
 int client_stream(struct client *c, const char *path, int fd)

@@ -58,4 +58,9 @@ int client_request(struct client *c, const char *method, const char *path, const
  */
 int client_stream(struct client *c, const char *path, int fd);
 
+/* POST data (len bytes of application/gzip) to path and read the JSON
+ * reply, as client_request() does. */
+int client_upload(struct client *c, const char *path, const void *data, size_t len, long *status,
+                  json_t **reply);
+
 #endif

@@ -48,7 +48,7 @@ struct env_spec {
                                  to pip install / uv pip install / npm install, and part
                                  of the key */
     int timeout_s;            /* limit on one build; 0: 1800 */
-    int ready_only; /* only the fast path: ERR_NOTFOUND instead of a build */
+    int ready_only;           /* only the fast path: ERR_NOTFOUND instead of a build */
 };
 
 struct env_result {

@@ -18,7 +18,7 @@
 
 /* The largest archive accepted, compressed. */
 #define BUNDLE_MAX_BYTES (64L * 1024 * 1024)
-#define BUNDLE_MAX_PATH 1024
+#define BUNDLE_MAX_PATH  1024
 
 /* Append a gzip-compressed tar of the pack in dir to out. */
 int bundle_create(const char *dir, struct buf *out);

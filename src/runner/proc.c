@@ -37,7 +37,7 @@ struct run {
     size_t in_off;
     struct stream out, err;
     int exited;
-    int64_t term_at; /* monotonic ms when SIGKILL follows SIGTERM, or 0 */
+    int64_t term_at;      /* monotonic ms when SIGKILL follows SIGTERM, or 0 */
     int64_t unflushed_at; /* when output last came, if the sink has not been told of a pause */
     char *chunk;
 };

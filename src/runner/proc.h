@@ -40,13 +40,13 @@ struct proc_opts {
     const char *cwd;
     const char *input; /* written to stdin, which is then closed; may be NULL */
     size_t input_len;
-    int64_t timeout_ms; /* 0: none */
-    int64_t grace_ms;   /* between SIGTERM and SIGKILL */
-    size_t output_cap;  /* per stream; 0: unlimited */
-    size_t keep_stdout; /* bytes of stdout to keep in the result */
-    int cancel_fd;      /* -1, or an fd that turns readable to cancel */
-    proc_sink_fn sink;  /* may be NULL */
-    int64_t flush_ms;   /* 0: never call the sink for a pause */
+    int64_t timeout_ms;  /* 0: none */
+    int64_t grace_ms;    /* between SIGTERM and SIGKILL */
+    size_t output_cap;   /* per stream; 0: unlimited */
+    size_t keep_stdout;  /* bytes of stdout to keep in the result */
+    int cancel_fd;       /* -1, or an fd that turns readable to cancel */
+    proc_sink_fn sink;   /* may be NULL */
+    int64_t flush_ms;    /* 0: never call the sink for a pause */
     int drop_privileges; /* run as uid and gid (and no other groups) */
     uid_t uid;
     gid_t gid;

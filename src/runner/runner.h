@@ -30,8 +30,8 @@ struct runner_config {
     size_t output_cap;              /* per stream, bytes */
     int64_t grace_ms;               /* SIGTERM to SIGKILL */
     int64_t default_timeout_s;
-    const char *api_url;  /* PACKRUN_API_URL for actions */
-    int drop_privileges;  /* run actions as the user below */
+    const char *api_url; /* PACKRUN_API_URL for actions */
+    int drop_privileges; /* run actions as the user below */
     uid_t uid;
     gid_t gid;
     const char *user; /* its name, for USER and LOGNAME */

@@ -97,6 +97,10 @@ const struct schema_migration schema_migrations[] = {
         "  created_at TEXT NOT NULL,"
         "  last_used_at TEXT,"
         "  revoked_at TEXT);"},
+    {4, "ALTER TABLE executions ADD COLUMN duration_ms BIGINT;"
+        "ALTER TABLE environments ADD COLUMN builds BIGINT NOT NULL DEFAULT 0;"
+        "ALTER TABLE environments ADD COLUMN failures BIGINT NOT NULL DEFAULT 0;"
+        "ALTER TABLE environments ADD COLUMN build_ms_total BIGINT NOT NULL DEFAULT 0;"},
 };
 
 const int schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

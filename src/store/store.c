@@ -14,7 +14,6 @@
 
 #define STORE_POOL_IDLE_MAX 32
 
-
 static const char *const status_names[] = {
     "requested", "scheduled", "running",  "succeeded", "failed",
     "timeout",   "canceling", "canceled", "abandoned",
@@ -537,9 +536,10 @@ int store_execution_finish(struct store *st, int64_t id, enum store_status statu
     clock_now(now, sizeof(now));
     rc = db_exec(st->db,
                  "UPDATE executions SET status = $2, result = $3, finished_at = $4, spec = NULL,"
-                 " progress = NULL"
+                 " progress = NULL, duration_ms = $5"
                  " WHERE id = $1 AND status IN ('requested', 'scheduled', 'running', 'canceling')",
-                 "ittt", id, store_status_name(status), text, now);
+                 "ittti", id, store_status_name(status), text, now,
+                 (int64_t)json_integer_value(json_object_get(result, "duration_ms")));
     free(text);
     if (rc == 0)
         return err_set(ERR_CONFLICT, "execution %lld has already ended", (long long)id);
@@ -751,12 +751,15 @@ int store_env_put(struct store *st, const json_t *env)
     clock_now(now, sizeof(now));
     rc = db_exec(st->db,
                  "INSERT INTO environments (key, host, runtime, status, dir, size_bytes, built_at,"
-                 " build_ms, error, log, updated_at)"
-                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 " build_ms, error, log, updated_at, builds, failures, build_ms_total)"
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+                 " CASE WHEN $4 = 'failed' THEN 1 ELSE 0 END, $8)"
                  " ON CONFLICT (key, host) DO UPDATE SET runtime = $3, status = $4, dir = $5,"
                  " size_bytes = $6, built_at = $7, build_ms = $8, error = $9, log = $10,"
-                 " updated_at = $11",
-                 "tttttitittt", json_string_value(json_object_get(env, "key")),
+                 " updated_at = $11, builds = environments.builds + $12,"
+                 " failures = environments.failures + CASE WHEN $4 = 'failed' THEN 1 ELSE 0 END,"
+                 " build_ms_total = environments.build_ms_total + $8",
+                 "tttttitittti", json_string_value(json_object_get(env, "key")),
                  json_string_value(json_object_get(env, "host")),
                  json_string_value(json_object_get(env, "runtime")),
                  json_string_value(json_object_get(env, "status")),
@@ -765,7 +768,8 @@ int store_env_put(struct store *st, const json_t *env)
                  json_string_value(json_object_get(env, "built_at")),
                  (int64_t)json_integer_value(json_object_get(env, "build_ms")),
                  json_string_value(json_object_get(env, "error")),
-                 json_string_value(json_object_get(env, "log")), now);
+                 json_string_value(json_object_get(env, "log")), now,
+                 (int64_t)json_is_true(json_object_get(env, "built")));
     return rc < 0 ? rc : 0;
 }
 
@@ -888,8 +892,8 @@ int store_env_keys_in_use(struct store *st, const char *host, json_t **out)
 
 int store_env_forget(struct store *st, const char *host, const char *key)
 {
-    int rc = db_exec(st->db, "DELETE FROM environments WHERE host = $1 AND key = $2", "tt", host,
-                     key);
+    int rc =
+        db_exec(st->db, "DELETE FROM environments WHERE host = $1 AND key = $2", "tt", host, key);
 
     return rc < 0 ? rc : 0;
 }
@@ -954,8 +958,7 @@ int store_job_finish(struct store *st, int64_t id, const char *status, const jso
     int rc;
 
     clock_now(now, sizeof(now));
-    rc = db_exec(st->db,
-                 "UPDATE jobs SET status = $2, result = $3, finished_at = $4 WHERE id = $1",
+    rc = db_exec(st->db, "UPDATE jobs SET status = $2, result = $3, finished_at = $4 WHERE id = $1",
                  "ittt", id, status, text, now);
     free(text);
     if (rc < 0)
@@ -1051,4 +1054,95 @@ void store_pool_put(struct store_pool *pool, struct store *st)
     }
     pthread_mutex_unlock(&pool->mu);
     store_close(st);
+}
+
+/* --- metrics --------------------------------------------------------- */
+
+/* Upper bounds of the duration histogram's buckets, in milliseconds. */
+const int store_duration_buckets_ms[STORE_DURATION_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+};
+
+static int metrics_durations(struct store *st, json_t *out)
+{
+    json_t *rows = NULL, *row, *counts = json_array();
+    int rc;
+
+    /* One pass: how many ended executions took at most each bound. */
+    rc = db_query(st->db,
+                  "SELECT COUNT(*) AS n, COALESCE(SUM(duration_ms), 0) AS sum_ms,"
+                  " SUM(CASE WHEN duration_ms <= 5 THEN 1 ELSE 0 END) AS b0,"
+                  " SUM(CASE WHEN duration_ms <= 10 THEN 1 ELSE 0 END) AS b1,"
+                  " SUM(CASE WHEN duration_ms <= 25 THEN 1 ELSE 0 END) AS b2,"
+                  " SUM(CASE WHEN duration_ms <= 50 THEN 1 ELSE 0 END) AS b3,"
+                  " SUM(CASE WHEN duration_ms <= 100 THEN 1 ELSE 0 END) AS b4,"
+                  " SUM(CASE WHEN duration_ms <= 250 THEN 1 ELSE 0 END) AS b5,"
+                  " SUM(CASE WHEN duration_ms <= 500 THEN 1 ELSE 0 END) AS b6,"
+                  " SUM(CASE WHEN duration_ms <= 1000 THEN 1 ELSE 0 END) AS b7,"
+                  " SUM(CASE WHEN duration_ms <= 2500 THEN 1 ELSE 0 END) AS b8,"
+                  " SUM(CASE WHEN duration_ms <= 5000 THEN 1 ELSE 0 END) AS b9,"
+                  " SUM(CASE WHEN duration_ms <= 10000 THEN 1 ELSE 0 END) AS b10,"
+                  " SUM(CASE WHEN duration_ms <= 30000 THEN 1 ELSE 0 END) AS b11,"
+                  " SUM(CASE WHEN duration_ms <= 60000 THEN 1 ELSE 0 END) AS b12,"
+                  " SUM(CASE WHEN duration_ms <= 300000 THEN 1 ELSE 0 END) AS b13"
+                  " FROM executions WHERE duration_ms IS NOT NULL",
+                  &rows, "");
+    if (rc < 0) {
+        json_decref(counts);
+        return rc;
+    }
+    row = json_array_get(rows, 0);
+    for (int i = 0; i < STORE_DURATION_BUCKETS; i++) {
+        char name[8];
+        json_t *v;
+
+        snprintf(name, sizeof(name), "b%d", i);
+        v = json_object_get(row, name);
+        json_array_append_new(counts, json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
+    }
+    json_object_set_new(out, "duration_buckets", counts);
+    json_object_set(out, "duration_count", json_object_get(row, "n"));
+    json_object_set(out, "duration_sum_ms", json_object_get(row, "sum_ms"));
+    json_decref(rows);
+    return 0;
+}
+
+int store_metrics(struct store *st, json_t **out)
+{
+    json_t *m = json_object(), *rows = NULL;
+    int rc;
+
+    rc = db_query(st->db,
+                  "SELECT action, status, COUNT(*) AS n FROM executions"
+                  " GROUP BY action, status ORDER BY action, status",
+                  &rows, "");
+    if (rc < 0)
+        goto fail;
+    json_object_set_new(m, "executions", rows);
+
+    rc = metrics_durations(st, m);
+    if (rc < 0)
+        goto fail;
+
+    rc = db_query(st->db,
+                  "SELECT COALESCE(SUM(builds), 0) AS builds, COALESCE(SUM(failures), 0) AS"
+                  " failures, COALESCE(SUM(build_ms_total), 0) AS build_ms FROM environments",
+                  &rows, "");
+    if (rc < 0)
+        goto fail;
+    json_object_set(m, "environments", json_array_get(rows, 0));
+    json_decref(rows);
+
+    rc = db_query(st->db,
+                  "SELECT name, slots, busy FROM workers WHERE status = 'running' ORDER BY name",
+                  &rows, "");
+    if (rc < 0)
+        goto fail;
+    json_object_set_new(m, "workers", rows);
+    *out = m;
+    return 0;
+
+fail:
+    json_decref(m);
+    return rc;
 }

@@ -223,6 +223,18 @@ int store_token_touch(struct store *st, int64_t id, const char *now, const char 
 /* How many tokens exist, revoked ones included. */
 int store_token_count(struct store *st);
 
+/* --- metrics ------------------------------------------------------------ */
+
+#define STORE_DURATION_BUCKETS 14
+extern const int store_duration_buckets_ms[STORE_DURATION_BUCKETS];
+
+/* What /metrics reports, read from the database so that it covers every
+ * worker: {executions: [{action, status, n}], duration_buckets: [counts at
+ * or below each bound of store_duration_buckets_ms], duration_count,
+ * duration_sum_ms, environments: {builds, failures, build_ms}, workers:
+ * [{name, slots, busy}]}. The queue depth is the requested count. */
+int store_metrics(struct store *st, json_t **out);
+
 /* --- events ------------------------------------------------------------ */
 
 enum store_channel {

@@ -10,7 +10,9 @@
 #include "util/err.h"
 #include "util/yaml.h"
 
-enum kind { K_STR, K_INT, K_SECONDS, K_BOOL };
+/* K_LIST: strings, kept one per line (a YAML list in the file, blank-
+ * separated words in the environment). */
+enum kind { K_STR, K_INT, K_SECONDS, K_BOOL, K_LIST };
 
 struct key {
     const char *name; /* dotted path in the file */
@@ -33,6 +35,10 @@ struct key {
 #define SECS(n, f)                                                                                 \
     {                                                                                              \
         n, K_SECONDS, offsetof(struct config, f)                                                   \
+    }
+#define LIST(n, f)                                                                                 \
+    {                                                                                              \
+        n, K_LIST, offsetof(struct config, f)                                                      \
     }
 
 static const struct key keys[] = {
@@ -57,8 +63,14 @@ static const struct key keys[] = {
     STR("environments.pip_index_url", pip_index_url),
     STR("environments.pip_find_links", pip_find_links),
     STR("environments.pip_no_index", pip_no_index),
+    LIST("environments.pip_options", pip_options),
+    LIST("environments.npm_options", npm_options),
     BOOL("metrics_public", metrics_public),
     BOOL("allow_insecure_listen", allow_insecure_listen),
+    STR("run_as", run_as),
+    INT("limits.open_files", limit_open_files),
+    INT("limits.processes", limit_processes),
+    INT("limits.address_space_bytes", limit_address_space),
     STR("log_level", log_level),
     STR("log_format", log_format),
 };
@@ -87,6 +99,9 @@ static void defaults(struct config *cfg)
     cfg->worker_stale_ms = 15000;
     cfg->env_on_failure = xstrdup("fallback");
     cfg->env_build_timeout_ms = 1800 * 1000;
+    cfg->run_as = xstrdup("packrun");
+    cfg->limit_open_files = 1024;
+    cfg->limit_processes = 4096;
     cfg->log_level = xstrdup("info");
     cfg->log_format = xstrdup("logfmt");
 }
@@ -101,6 +116,18 @@ static int set_key(struct config *cfg, const struct key *k, const char *text, co
 
     if (k->kind == K_STR) {
         config_set((char **)field, text);
+        return 0;
+    }
+    if (k->kind == K_LIST) {
+        struct buf lines = BUF_INIT;
+        char *copy = xstrdup(text), *save = NULL;
+
+        for (char *w = strtok_r(copy, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+            buf_addf(&lines, "%s%s", lines.len ? "\n" : "", w);
+        free(copy);
+        free(*(char **)field);
+        *(char **)field = lines.len ? buf_detach(&lines) : NULL;
+        buf_free(&lines);
         return 0;
     }
     if (k->kind == K_BOOL) {
@@ -136,6 +163,29 @@ static int set_key(struct config *cfg, const struct key *k, const char *text, co
     return 0;
 }
 
+/* A list setting from the file: an array of one-line strings. */
+static int set_list(struct config *cfg, const struct key *k, const json_t *v, const char *where)
+{
+    char **field = (char **)((char *)cfg + k->offset);
+    struct buf lines = BUF_INIT;
+    const json_t *item;
+    size_t i;
+
+    if (!json_is_array(v))
+        return err_set(ERR_INVALID, "%s: expected a list of strings", where);
+    json_array_foreach (v, i, item) {
+        if (!json_is_string(item) || strchr(json_string_value(item), '\n')) {
+            buf_free(&lines);
+            return err_set(ERR_INVALID, "%s: item %zu: expected a one-line string", where, i + 1);
+        }
+        buf_addf(&lines, "%s%s", lines.len ? "\n" : "", json_string_value(item));
+    }
+    free(*field);
+    *field = lines.len ? buf_detach(&lines) : NULL;
+    buf_free(&lines);
+    return 0;
+}
+
 static int load_object(struct config *cfg, const char *path, const char *prefix, json_t *obj)
 {
     const char *name;
@@ -164,6 +214,13 @@ static int load_object(struct config *cfg, const char *path, const char *prefix,
             rc = err_set(ERR_INVALID, "%s: unknown setting", where);
             free(where);
             return rc;
+        }
+        if (k->kind == K_LIST) {
+            rc = set_list(cfg, k, v, where);
+            free(where);
+            if (rc < 0)
+                return rc;
+            continue;
         }
         text = json_is_string(v) ? xstrdup(json_string_value(v))
                                  : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -243,7 +300,7 @@ json_t *config_to_json(const struct config *cfg)
         const char *field = (const char *)cfg + keys[i].offset;
         json_t *v;
 
-        if (keys[i].kind == K_STR) {
+        if (keys[i].kind == K_STR || keys[i].kind == K_LIST) {
             const char *s = *(char *const *)field;
 
             v = s ? json_string(s) : json_null();
@@ -264,7 +321,7 @@ json_t *config_to_json(const struct config *cfg)
 void config_free(struct config *cfg)
 {
     for (size_t i = 0; i < NKEYS; i++) {
-        if (keys[i].kind == K_STR) {
+        if (keys[i].kind == K_STR || keys[i].kind == K_LIST) {
             char **field = (char **)((char *)cfg + keys[i].offset);
 
             free(*field);

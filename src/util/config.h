@@ -34,8 +34,14 @@ struct config {
     char *pip_index_url;             /* environments.pip_index_url */
     char *pip_find_links;            /* environments.pip_find_links */
     char *pip_no_index;              /* environments.pip_no_index: "1" for offline */
+    char *pip_options;               /* environments.pip_options: one argument per line */
+    char *npm_options;               /* environments.npm_options: likewise */
     int metrics_public;              /* metrics_public: /metrics without a token (false) */
     int allow_insecure_listen;       /* allow_insecure_listen: plain HTTP off loopback (false) */
+    char *run_as;                    /* run_as: the user actions run as when root: packrun */
+    int64_t limit_open_files;        /* limits.open_files: 1024 */
+    int64_t limit_processes;         /* limits.processes: 4096 */
+    int64_t limit_address_space;     /* limits.address_space_bytes: 0 (none) */
     char *log_level;                 /* info */
     char *log_format;                /* logfmt | json */
 };

@@ -1,6 +1,7 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,12 @@ struct worker {
     char *work_dir;
     char *envs_dir;
     char *runtime_list; /* ",python,shell,native," for job claims */
+    int drop;           /* actions run as run_uid/run_gid */
+    char **linked;      /* "digest/runtime/key" already recorded, under mu */
+    size_t nlinked;
+    uid_t run_uid;
+    gid_t run_gid;
+    char *run_home;
     atomic_int stopping;
     atomic_int busy;
     struct slot *slots;
@@ -111,28 +118,55 @@ static int env_runtime(const json_t *action, const json_t *manifests, const char
 
 /* Record what was built (or failed) for operators: env list/show. */
 static void env_record(struct worker *w, struct store *st, const struct env_result *res,
-                       const char *runtime, int failed)
+                       const char *runtime, const char *status, int built)
 {
+    int failed = strcmp(status, "failed") == 0;
     char *log_path = xasprintf("%s/%s/%s.log", w->envs_dir, runtime, res->key);
     struct buf log = BUF_INIT;
     long long size = 0;
-    char built[32];
+    char built_at[32];
     json_t *row;
 
     (void)fs_read_file(log_path, 1024 * 1024, &log);
     if (!failed && res->dir)
         (void)fs_tree_size(res->dir, &size);
-    clock_now(built, sizeof(built));
+    clock_now(built_at, sizeof(built_at));
     row = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:s?, s:I, s:s?, s:s%}", "key", res->key,
-                    "host", w->host, "runtime", runtime, "status", failed ? "failed" : "ready",
-                    "dir", failed ? NULL : res->dir, "size_bytes", (json_int_t)size, "built_at",
-                    failed ? NULL : built, "build_ms", (json_int_t)(res->seconds * 1000),
+                    "host", w->host, "runtime", runtime, "status", status, "dir",
+                    failed ? NULL : res->dir, "size_bytes", (json_int_t)size, "built_at",
+                    failed ? NULL : built_at, "build_ms", (json_int_t)(res->seconds * 1000),
                     "error", res->error, "log", buf_str(&log), log.len);
+    json_object_set_new(row, "built", json_boolean(built));
     if (!row || store_env_put(st, row) < 0)
         log_warn("worker", "environment %.12s: recording it failed: %s", res->key, err_msg());
     json_decref(row);
     buf_free(&log);
     free(log_path);
+}
+
+/* Record once per worker that a pack release uses an environment, so
+ * that a warm execution writes nothing. */
+static int env_link_once(struct worker *w, struct store *st, const char *pack,
+                         const char *digest, const char *runtime, const char *key)
+{
+    char *entry = xasprintf("%s/%s/%s", digest, runtime, key);
+    int known = 0, rc = 0;
+
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->nlinked && !known; i++)
+        known = strcmp(w->linked[i], entry) == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (!known)
+        rc = store_env_link(st, pack, digest, runtime, w->host, key);
+    if (!known && rc == 0) {
+        pthread_mutex_lock(&w->mu);
+        w->linked = xrealloc(w->linked, (w->nlinked + 1) * sizeof(*w->linked));
+        w->linked[w->nlinked++] = entry;
+        entry = NULL;
+        pthread_mutex_unlock(&w->mu);
+    }
+    free(entry);
+    return rc;
 }
 
 /*
@@ -150,8 +184,9 @@ static int env_prepare(struct worker *w, struct store *st, const char *pack, con
         .rt = rt,
         .manifest = path,
         .pack_dir = dir,
+        .options = kind == RUNTIME_PYTHON ? w->cfg->pip_options : w->cfg->npm_options,
         .timeout_s = (int)(w->cfg->env_build_timeout_ms / 1000),
-        .ready_only = ready_only,
+        .ready_only = 1,
     };
     int rc;
 
@@ -163,22 +198,27 @@ static int env_prepare(struct worker *w, struct store *st, const char *pack, con
         free(path);
         return rc;
     }
+    /* The fast path; then, if allowed, a build (or a wait for one). */
     rc = env_ensure(w->envs_dir, &spec, res);
-    if (rc == ERR_NOTFOUND && ready_only) {
+    if (rc == ERR_NOTFOUND && !ready_only) {
+        env_record(w, st, res, rt->name, "building", 0);
+        env_result_free(res);
+        spec.ready_only = 0;
+        rc = env_ensure(w->envs_dir, &spec, res);
+        if (rc < 0 && !res->error)
+            res->error = xstrdup(err_msg());
+        env_record(w, st, res, rt->name, rc < 0 ? "failed" : "ready", rc < 0 || res->created);
+    } else if (rc == ERR_NOTFOUND) {
         free(path);
         return rc;
     }
-    if (rc < 0 && !res->error)
-        res->error = xstrdup(err_msg());
-    if (rc < 0 || res->created)
-        env_record(w, st, res, rt->name, rc < 0);
     if (rc == 0 && res->created)
         log_info("worker", "environment %.12s (%s, pack %s) built in %.2f s", res->key, rt->name,
                  pack, res->seconds);
     else if (rc < 0)
-        log_warn("worker", "environment %.12s (%s, pack %s) failed: %s", res->key, rt->name,
-                 pack, res->error);
-    if (rc == 0 && store_env_link(st, pack, digest, rt->name, w->host, res->key) < 0)
+        log_warn("worker", "environment %.12s (%s, pack %s) failed: %s", res->key, rt->name, pack,
+                 res->error);
+    if (rc == 0 && env_link_once(w, st, pack, digest, rt->name, res->key) < 0)
         log_warn("worker", "environment %.12s: linking pack %s failed: %s", res->key, pack,
                  err_msg());
     free(path);
@@ -199,18 +239,18 @@ static int execution_env(struct worker *w, struct store *st, int64_t id, const j
     const char *digest = json_string_value(json_object_get(spec, "pack_digest"));
     int kind = env_runtime(action, json_object_get(spec, "manifests"), &manifest);
     int64_t t0 = clock_mono_ns();
-    int fail, rc;
+    int fail, built, rc;
     char *note;
 
     memset(res, 0, sizeof(*res));
     if (kind < 0) {
-        *env = json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0,
-                         "error");
+        *env = json_pack("{s:n, s:s, s:f, s:n}", "key", "status", "none", "seconds", 0.0, "error");
         return 0;
     }
 
     /* The fast path first: only a build is worth a progress note. */
     rc = env_prepare(w, st, pack, dir, digest, kind, manifest, 1, res);
+    built = rc == ERR_NOTFOUND;
     if (rc == ERR_NOTFOUND) {
         note = xasprintf("preparing the %s environment", w->runtimes[kind].name);
         (void)store_execution_progress(st, id, note);
@@ -221,8 +261,11 @@ static int execution_env(struct worker *w, struct store *st, int64_t id, const j
     }
 
     fail = rc < 0 && strcmp(w->cfg->env_on_failure, "fail") == 0;
+    /* "created": built for this run, by this worker or one it waited for. */
     *env = json_pack("{s:s?, s:s, s:f, s:s?}", "key", res->key[0] ? res->key : NULL, "status",
-                     rc < 0 ? (fail ? "failed" : "fallback") : res->created ? "created" : "ready",
+                     rc < 0  ? (fail ? "failed" : "fallback")
+                     : built ? "created"
+                             : "ready",
                      "seconds", (double)(clock_mono_ns() - t0) / 1e9, "error", res->error);
     if (fail)
         return err_set(ERR_FAIL, "environment %.12s could not be built: %s", res->key,
@@ -286,9 +329,9 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     atomic_store(&slot->running, id);
 
     if (execution_env(w, st, id, spec, &envres, &env) < 0) {
-        result = json_pack("{s:n, s:i, s:n, s:s, s:s, s:s, s:O}", "exit_code", "duration_ms", 0,
-                           "data", "stdout", "", "stderr", "", "error", err_msg(), "environment",
-                           env);
+        result =
+            json_pack("{s:n, s:i, s:n, s:s, s:s, s:s, s:O}", "exit_code", "duration_ms", 0, "data",
+                      "stdout", "", "stderr", "", "error", err_msg(), "environment", env);
         if (store_execution_finish(st, id, ST_FAILED, result) < 0)
             log_error("worker", "execution %lld: storing the result failed: %s", (long long)id,
                       err_msg());
@@ -490,8 +533,10 @@ static json_t *job_setup(struct worker *w, struct store *st, const json_t *job, 
     if (rc == 0 && rebuild && w->runtimes[kind].path) {
         char *path = xasprintf("%s/%s", dir, manifest);
         struct env_spec spec = {
-            .rt = &w->runtimes[kind], .manifest = path, .pack_dir = dir,
-            };
+            .rt = &w->runtimes[kind],
+            .manifest = path,
+            .pack_dir = dir,
+        };
 
         rc = env_key(&spec, res.key);
         if (rc == 0)
@@ -501,12 +546,14 @@ static json_t *job_setup(struct worker *w, struct store *st, const json_t *job, 
         free(path);
     }
     if (rc == 0)
-        rc = env_prepare(w, st, ref, dir, json_string_value(json_object_get(pack, "digest")),
-                         kind, manifest, 0, &res);
+        rc = env_prepare(w, st, ref, dir, json_string_value(json_object_get(pack, "digest")), kind,
+                         manifest, 0, &res);
 
     out = json_pack("{s:s?, s:s, s:b, s:f, s:s?}", "key", res.key[0] ? res.key : NULL, "status",
-                    rc < 0 ? "failed" : res.created ? "created" : "ready", "created", res.created,
-                    "seconds", res.seconds, "error",
+                    rc < 0        ? "failed"
+                    : res.created ? "created"
+                                  : "ready",
+                    "created", res.created, "seconds", res.seconds, "error",
                     rc < 0 ? (res.error ? res.error : err_msg()) : NULL);
     env_result_free(&res);
     json_decref(pack);
@@ -594,6 +641,41 @@ static void env_settings(struct worker *w)
     w->runtime_list = buf_detach(&list);
 }
 
+/* Who actions run as: a root worker switches to cfg->run_as (unless it is
+ * root itself, which the config must say); another worker runs them as
+ * itself. */
+static int run_as_setup(struct worker *w)
+{
+    const struct config *cfg = w->cfg;
+    struct passwd *pw;
+
+    if (geteuid() != 0) {
+        if (cfg->run_as && strcmp(cfg->run_as, "packrun") != 0)
+            log_warn("worker", "run_as %s ignored: the worker is not root, actions run as it",
+                     cfg->run_as);
+        return 0;
+    }
+    if (!cfg->run_as || strcmp(cfg->run_as, "root") == 0) {
+        log_warn("worker", "actions run as root (run_as: root)");
+        return 0;
+    }
+    pw = getpwnam(cfg->run_as);
+    if (!pw)
+        return err_set(ERR_INVALID,
+                       "run_as: no user '%s' to run actions as: create it (useradd --system "
+                       "--no-create-home --shell /usr/sbin/nologin %s) or set run_as",
+                       cfg->run_as, cfg->run_as);
+    if (pw->pw_uid == 0)
+        return err_set(ERR_INVALID, "run_as: user '%s' is root; say run_as: root to mean it",
+                       cfg->run_as);
+    w->run_uid = pw->pw_uid;
+    w->run_gid = pw->pw_gid;
+    w->run_home = xstrdup(pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/");
+    w->drop = 1;
+    log_info("worker", "actions run as %s (uid %d)", cfg->run_as, (int)pw->pw_uid);
+    return 0;
+}
+
 static int worker_setup(struct worker *w)
 {
     const struct config *cfg = w->cfg;
@@ -623,6 +705,9 @@ static int worker_setup(struct worker *w)
         return rc;
     env_settings(w);
 
+    rc = run_as_setup(w);
+    if (rc < 0)
+        return rc;
     w->rcfg = (struct runner_config){
         .runtimes = w->runtimes,
         .output_cap = (size_t)cfg->output_cap_bytes,
@@ -630,6 +715,12 @@ static int worker_setup(struct worker *w)
         .default_timeout_s = cfg->default_timeout_seconds,
         .api_url = cfg->api_url,
         .work_dir = w->work_dir,
+        .drop_privileges = w->drop,
+        .uid = w->run_uid,
+        .gid = w->run_gid,
+        .user = cfg->run_as,
+        .home = w->run_home,
+        .limits = {cfg->limit_open_files, cfg->limit_processes, cfg->limit_address_space},
     };
 
     /* Executions this worker's name held before a restart cannot be running. */
@@ -685,6 +776,10 @@ fail:
     free(w->work_dir);
     free(w->envs_dir);
     free(w->runtime_list);
+    free(w->run_home);
+    for (size_t i = 0; i < w->nlinked; i++)
+        free(w->linked[i]);
+    free(w->linked);
     free(w);
     return rc;
 }
@@ -748,6 +843,10 @@ void worker_stop(struct worker *w)
     free(w->work_dir);
     free(w->envs_dir);
     free(w->runtime_list);
+    free(w->run_home);
+    for (size_t i = 0; i < w->nlinked; i++)
+        free(w->linked[i]);
+    free(w->linked);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
     free(w);

@@ -308,6 +308,9 @@ class Daemon:
         self.cli_config = Path(cli_config) if cli_config else default_cli_config(data_dir)
         env = dict(env or {})
         env.setdefault("PACKRUN_CLI_CONFIG", str(self.cli_config))
+        # The tests' actions write into root's private temporary folders; the
+        # unprivileged default (run_as: packrun) has tests of its own.
+        env.setdefault("PACKRUN_RUN_AS", "root")
         self.env = clean_env(env)
         self.name = name or role
         self.log_path = Path(log_dir) / f"{self.name}.{int(time.time() * 1000)}.stderr"

@@ -973,7 +973,7 @@ static void test_main_pack_install_problems(void **state)
     fake_start(&f, replies, 2);
     url = fake_url(&f);
     {
-        char *argv[] = {"pack", "install", "/tmp", "--api", url, NULL};
+        char *argv[] = {"pack", "install", "/tmp", "--path", "--api", url, NULL};
 
         c = run_cli(ARGC(argv), argv);
         assert_int_equal(c.code, CLI_EXIT_FAILED);
@@ -983,7 +983,7 @@ static void test_main_pack_install_problems(void **state)
         captured_free(&c);
     }
     {
-        char *argv[] = {"pack", "--api", url, "install", "/tmp", NULL};
+        char *argv[] = {"pack", "--api", url, "install", "--path", "/tmp", NULL};
 
         c = run_cli(ARGC(argv), argv);
         assert_int_equal(c.code, 0);

@@ -1,0 +1,2 @@
+"""Installed from a source distribution whose build sleeps."""
+VALUE = "tinyslow 1.0"

@@ -1,0 +1,2 @@
+"""A second tiny module, so that a build installs more than one wheel."""
+VALUE = "tinytwo 2.0"
