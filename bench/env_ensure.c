@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (hash_init() < 0)
         return 1;
-    runtime_resolve(RUNTIME_PYTHON, argc > 4 ? argv[4] : NULL, &rt);
+    runtime_resolve(RUNTIME_PYTHON, argc > 4 ? argv[4] : NULL, NULL, &rt);
     spec.rt = &rt;
     spec.manifest = argv[2];
 

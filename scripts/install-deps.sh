@@ -22,6 +22,13 @@ for p in $packages; do
         missing="$missing $p"
     fi
 done
+# A root worker runs actions as this unprivileged user (config run_as).
+if [ "$(id -u)" -eq 0 ] && ! id packrun >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin packrun
+    echo "packrun: created the system user packrun, which actions run as" >&2
+fi
+
 [ -z "$missing" ] && exit 0
 
 echo "packrun: installing:$missing" >&2

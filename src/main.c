@@ -232,7 +232,11 @@ static int prepare_data(const struct config *cfg, const char *packs)
     struct store *st = NULL;
     int rc;
 
-    rc = fs_mkdirs(cfg->data_dir, 0700);
+    /* Others may pass through (actions run as run_as read their pack's
+     * release folder) but not list it; the database itself is 0600. */
+    rc = fs_mkdirs(cfg->data_dir, 0711);
+    if (rc == 0 && chmod(cfg->data_dir, 0711) < 0)
+        rc = err_errno(ERR_FAIL, "chmod %s", cfg->data_dir);
     if (rc == 0)
         rc = store_open(cfg->db_url, &st);
     if (rc == 0)

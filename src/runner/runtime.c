@@ -54,9 +54,11 @@ int runtime_which(const char *name, char **out)
     return rc;
 }
 
-void runtime_resolve(enum runtime_kind kind, const char *command, struct runtime *out)
+void runtime_resolve(enum runtime_kind kind, const char *command, const struct runtime_user *user,
+                     struct runtime *out)
 {
     const char *cmd = command ? command : default_commands[kind];
+    int as_other = user && user->drop;
     extern char **environ;
     struct proc_result res;
     char *exe = NULL;
@@ -69,20 +71,27 @@ void runtime_resolve(enum runtime_kind kind, const char *command, struct runtime
     if (kind == RUNTIME_NATIVE)
         return;
 
-    rc = runtime_which(cmd, &exe);
+    /* Another user searches PATH itself, through env(1): it may not be
+     * able to run what this process finds first (a pyenv under /root). */
+    rc = runtime_which(as_other ? "env" : cmd, &exe);
     if (rc < 0) {
         out->error = xstrdup(err_msg());
         return;
     }
 
-    const char *argv[] = {exe, probe_flags[kind], probe_args[kind], NULL};
+    const char *own_argv[] = {exe, probe_flags[kind], probe_args[kind], NULL};
+    const char *env_argv[] = {exe, cmd, probe_flags[kind], probe_args[kind], NULL};
     struct proc_opts opts = {
-        .argv = argv,
+        .argv = as_other ? env_argv : own_argv,
         .envp = (const char *const *)environ,
+        .cwd = "/",
         .timeout_ms = 30000,
         .grace_ms = 1000,
         .keep_stdout = 8192,
         .cancel_fd = -1,
+        .drop_privileges = as_other,
+        .uid = as_other ? user->uid : 0,
+        .gid = as_other ? user->gid : 0,
     };
 
     rc = proc_run(&opts, &res);
@@ -98,8 +107,9 @@ void runtime_resolve(enum runtime_kind kind, const char *command, struct runtime
     }
     if (!out->path) {
         out->error = rc < 0 ? xstrdup(err_msg())
-                            : xasprintf("%s: could not ask it for its version (exit %d)", exe,
-                                        res.exit_code);
+                            : xasprintf("%s: not found, or it could not tell its version "
+                                        "(exit %d)",
+                                        cmd, res.exit_code);
     }
     proc_result_free(&res);
     free(exe);

@@ -11,6 +11,7 @@
 #define PACKRUN_RUNTIME_H
 
 #include <jansson.h>
+#include <sys/types.h>
 
 enum runtime_kind { RUNTIME_PYTHON, RUNTIME_NODE, RUNTIME_SHELL, RUNTIME_NATIVE, RUNTIME_COUNT };
 
@@ -26,10 +27,19 @@ struct runtime {
 /* Returns the kind for a runner_type name, or -1. */
 int runtime_kind_parse(const char *name);
 
-/* Resolve the runtime kind run by command (NULL: the built-in default).
- * Never fails: an interpreter that cannot be found leaves path NULL and
- * error set. */
-void runtime_resolve(enum runtime_kind kind, const char *command, struct runtime *out);
+/* Who actions will run as, so that the interpreter found is one they can
+ * run: the search of PATH and the question are made as that user. */
+struct runtime_user {
+    int drop; /* 0: as this process */
+    uid_t uid;
+    gid_t gid;
+};
+
+/* Resolve the runtime kind run by command (NULL: the built-in default)
+ * for user (NULL: this process). Never fails: an interpreter that cannot
+ * be found leaves path NULL and error set. */
+void runtime_resolve(enum runtime_kind kind, const char *command, const struct runtime_user *user,
+                     struct runtime *out);
 
 void runtime_free(struct runtime *rt);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,8 +147,8 @@ static void env_record(struct worker *w, struct store *st, const struct env_resu
 
 /* Record once per worker that a pack release uses an environment, so
  * that a warm execution writes nothing. */
-static int env_link_once(struct worker *w, struct store *st, const char *pack,
-                         const char *digest, const char *runtime, const char *key)
+static int env_link_once(struct worker *w, struct store *st, const char *pack, const char *digest,
+                         const char *runtime, const char *key)
 {
     char *entry = xasprintf("%s/%s/%s", digest, runtime, key);
     int known = 0, rc = 0;
@@ -678,13 +679,32 @@ static int run_as_setup(struct worker *w)
 
 static int worker_setup(struct worker *w)
 {
+    struct runtime_user user;
     const struct config *cfg = w->cfg;
     struct store *st = NULL;
     char host[256] = "";
     int rc;
 
+    gethostname(host, sizeof(host) - 1);
+    w->host = xstrdup(host);
+    w->name = cfg->worker_name ? xstrdup(cfg->worker_name) : xstrdup(host);
+    w->work_dir = xasprintf("%s/run", cfg->data_dir);
+    w->envs_dir = xasprintf("%s/envs", cfg->data_dir);
+    /* Parameter files in here belong to the action's user, mode 0400. */
+    rc = fs_mkdirs(w->work_dir, 0711);
+    if (rc == 0 && chmod(w->work_dir, 0711) < 0)
+        rc = err_errno(ERR_FAIL, "chmod %s", w->work_dir);
+    if (rc == 0)
+        rc = fs_mkdirs(w->envs_dir, 0755);
+    if (rc < 0)
+        return rc;
+
+    rc = run_as_setup(w);
+    if (rc < 0)
+        return rc;
+    user = (struct runtime_user){w->drop, w->run_uid, w->run_gid};
     for (int i = 0; i < RUNTIME_COUNT; i++) {
-        runtime_resolve(i, i < 3 ? cfg->interpreters[i] : NULL, &w->runtimes[i]);
+        runtime_resolve(i, i < 3 ? cfg->interpreters[i] : NULL, &user, &w->runtimes[i]);
         if (w->runtimes[i].path)
             log_info("worker", "runtime %s: %s %s", w->runtimes[i].name, w->runtimes[i].path,
                      w->runtimes[i].version);
@@ -692,22 +712,7 @@ static int worker_setup(struct worker *w)
             log_warn("worker", "runtime %s unavailable: %s", w->runtimes[i].name,
                      w->runtimes[i].error);
     }
-
-    gethostname(host, sizeof(host) - 1);
-    w->host = xstrdup(host);
-    w->name = cfg->worker_name ? xstrdup(cfg->worker_name) : xstrdup(host);
-    w->work_dir = xasprintf("%s/run", cfg->data_dir);
-    w->envs_dir = xasprintf("%s/envs", cfg->data_dir);
-    rc = fs_mkdirs(w->work_dir, 0700);
-    if (rc == 0)
-        rc = fs_mkdirs(w->envs_dir, 0755);
-    if (rc < 0)
-        return rc;
     env_settings(w);
-
-    rc = run_as_setup(w);
-    if (rc < 0)
-        return rc;
     w->rcfg = (struct runner_config){
         .runtimes = w->runtimes,
         .output_cap = (size_t)cfg->output_cap_bytes,

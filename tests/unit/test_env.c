@@ -132,7 +132,7 @@ static int group_setup(void **state)
     root = fs_join(base, "envs");
     assert_int_equal(fs_mkdirs(wheelhouse, 0755), 0);
 
-    runtime_resolve(RUNTIME_PYTHON, NULL, &py);
+    runtime_resolve(RUNTIME_PYTHON, NULL, NULL, &py);
     if (!py.path)
         return 0;
 
@@ -737,7 +737,7 @@ static void test_node(void **state)
     struct env_result res;
     char *modules, *node_path;
 
-    runtime_resolve(RUNTIME_NODE, NULL, &node);
+    runtime_resolve(RUNTIME_NODE, NULL, NULL, &node);
     if (!node.path || runtime_which("npm", &npm) < 0) {
         runtime_free(&node);
         skip();
