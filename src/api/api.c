@@ -1089,7 +1089,7 @@ int api_start(const struct config *cfg, struct api **out)
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
         ntohs(addr.sin_port), NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(API_MAX_WAIT_S + 60), MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        (unsigned)(API_MAX_WAIT_S + 60), MHD_OPTION_END);
     if (!api->mhd) {
         rc = err_set(ERR_FAIL, "listen on %s failed (is another server running there?)",
                      cfg->listen);

@@ -79,10 +79,15 @@ int db_script(struct db *db, const char *sql)
 
 int db_begin(struct db *db)
 {
-    int rc = db->ops->script(db, db->dialect == DB_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN");
+    int rc;
 
+    if (db->ops->lock)
+        db->ops->lock(db);
+    rc = db->ops->script(db, db->dialect == DB_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN");
     if (rc == 0)
         db->in_tx = 1;
+    else if (db->ops->unlock)
+        db->ops->unlock(db);
     return rc;
 }
 
@@ -90,7 +95,13 @@ int db_commit(struct db *db)
 {
     int rc = db->ops->script(db, "COMMIT");
 
+    if (rc < 0) {
+        db_rollback(db);
+        return rc;
+    }
     db->in_tx = 0;
+    if (db->ops->unlock)
+        db->ops->unlock(db);
     return rc;
 }
 
@@ -105,4 +116,6 @@ void db_rollback(struct db *db)
     (void)db->ops->script(db, "ROLLBACK");
     err_set(0, "%s", saved);
     db->in_tx = 0;
+    if (db->ops->unlock)
+        db->ops->unlock(db);
 }

@@ -10,6 +10,8 @@ struct db_ops {
     int (*run)(struct db *db, const char *sql, json_t **rows, const char *fmt, va_list ap);
     int (*script)(struct db *db, const char *sql);
     void (*close)(struct db *db);
+    void (*lock)(struct db *db);   /* serialise writers in this process; may be NULL */
+    void (*unlock)(struct db *db);
 };
 
 struct db {

@@ -17,7 +17,8 @@
 #include "util/err.h"
 #include "util/fs.h"
 
-static const char *const channel_files[STORE_CH_COUNT] = {"queue", "finished", "log"};
+static const char *const channel_files[STORE_CH_COUNT] = {"queue", "finished", "log", "jobs",
+                                                           "cancel"};
 
 static struct {
     pthread_once_t once;

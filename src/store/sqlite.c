@@ -4,6 +4,7 @@
  * address (statements are string literals).
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -16,7 +17,43 @@
 #include "util/err.h"
 
 #define SQLITE_CACHE_SLOTS 64
-#define SQLITE_BUSY_MS     30000
+#define SQLITE_BUSY_MS 30000
+
+/* Writers of this process take turns here rather than in SQLite's lock,
+ * whose busy handler sleeps in milliseconds; only other processes meet
+ * that lock, and busy_wait() retries them in microseconds. */
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void sqlite_lock(struct db *db)
+{
+    (void)db;
+    pthread_mutex_lock(&write_mu);
+}
+
+static void sqlite_unlock(struct db *db)
+{
+    (void)db;
+    pthread_mutex_unlock(&write_mu);
+}
+
+/* SQLite's busy handler: short waits first, then 2 ms ones, for at most
+ * SQLITE_BUSY_MS in all. */
+static int busy_wait(void *arg, int count)
+{
+    static const int steps_us[] = {10, 20, 50, 100, 200, 500, 1000};
+    const int nsteps = sizeof(steps_us) / sizeof(steps_us[0]);
+    long waited_us = 0;
+
+    (void)arg;
+    for (int i = 0; i < count && i < nsteps; i++)
+        waited_us += steps_us[i];
+    if (count > nsteps)
+        waited_us += (long)(count - nsteps) * 2000;
+    if (waited_us > SQLITE_BUSY_MS * 1000L)
+        return 0;
+    usleep((useconds_t)(count < nsteps ? steps_us[count] : 2000));
+    return 1;
+}
 
 struct stmt_cache {
     const char *sql[SQLITE_CACHE_SLOTS];
@@ -125,7 +162,7 @@ static int sqlite_run(struct db *db, const char *sql, json_t **rows, const char 
 {
     sqlite3_stmt *stmt = NULL;
     json_t *out = rows ? json_array() : NULL;
-    int rc, step;
+    int rc, step, locked = 0;
 
     rc = prepare(db, sql, &stmt);
     if (rc < 0)
@@ -133,6 +170,9 @@ static int sqlite_run(struct db *db, const char *sql, json_t **rows, const char 
     rc = bind(db, stmt, fmt, ap);
     if (rc < 0)
         goto done;
+    locked = !db->in_tx && !sqlite3_stmt_readonly(stmt);
+    if (locked)
+        sqlite_lock(db);
 
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
         json_t *row;
@@ -153,6 +193,8 @@ static int sqlite_run(struct db *db, const char *sql, json_t **rows, const char 
 
 done:
     release(db, stmt);
+    if (locked)
+        sqlite_unlock(db);
     if (rc >= 0) {
         if (rows)
             *rows = out;
@@ -185,7 +227,8 @@ static void sqlite_close(struct db *db)
     sqlite3_close(db->conn);
 }
 
-static const struct db_ops sqlite_ops = {sqlite_run, sqlite_script, sqlite_close};
+static const struct db_ops sqlite_ops = {sqlite_run,   sqlite_script, sqlite_close,
+                                         sqlite_lock, sqlite_unlock};
 
 int sqlite_open(const char *path, struct db *db)
 {
@@ -210,13 +253,13 @@ int sqlite_open(const char *path, struct db *db)
     db->conn = conn;
     db->ops = &sqlite_ops;
     db->priv = xcalloc(1, sizeof(struct stmt_cache));
-    sqlite3_busy_timeout(conn, SQLITE_BUSY_MS);
+    sqlite3_busy_handler(conn, busy_wait, NULL);
 
     /* WAL lets readers run beside the one writer; NORMAL syncs at
      * checkpoints, so a crash of the process loses nothing and a power
      * cut may lose the last transactions (see docs/operations.md). */
     if (sqlite_script(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                          "PRAGMA foreign_keys=ON;") < 0) {
+                          "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;") < 0) {
         sqlite_close(db);
         return ERR_FAIL;
     }

@@ -256,7 +256,7 @@ int store_pack_put(struct store *st, const json_t *pack, const char *dir)
     }
     rc = db_commit(st->db);
     if (rc == 0 && json_object_size(json_object_get(pack, "manifests")) > 0)
-        store_notify(st, STORE_CH_QUEUE);
+        store_notify(st, STORE_CH_JOBS);
 
 out:
     free(runtimes);
@@ -493,7 +493,18 @@ int store_execution_claim(struct store *st, const char *worker, json_t **out)
     };
     json_t *rows = NULL;
     char now[32];
-    int rc;
+    int queued, rc;
+
+    /* A read first: an empty queue costs no write lock. */
+    rc = db_query(st->db, "SELECT 1 AS queued FROM executions WHERE status = 'requested' LIMIT 1",
+                  &rows, "");
+    if (rc < 0)
+        return rc;
+    queued = json_array_size(rows) > 0;
+    json_decref(rows);
+    rows = NULL;
+    if (!queued)
+        return err_set(ERR_NOTFOUND, "the queue is empty");
 
     clock_now(now, sizeof(now));
     rc = db_query(st->db, sql[db_dialect(st->db) == DB_POSTGRES], &rows, "tt", worker, now);
@@ -599,7 +610,8 @@ int store_execution_cancel(struct store *st, int64_t id)
     rc = db_commit(st->db);
     if (rc < 0)
         return rc;
-    store_notify(st, STORE_CH_QUEUE);
+    if (status == ST_CANCELING)
+        store_notify(st, STORE_CH_CANCEL);
     store_notify(st, STORE_CH_FINISHED);
     return status;
 
@@ -698,7 +710,9 @@ int store_worker_heartbeat(struct store *st, const json_t *w)
                  "INSERT INTO workers (name, host, pid, runtimes, slots, busy, status, started_at,"
                  " heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $7)"
                  " ON CONFLICT (name) DO UPDATE SET host = $2, pid = $3, runtimes = $4,"
-                 " slots = $5, busy = $6, status = 'running', heartbeat_at = $7",
+                 " slots = $5, busy = $6, status = 'running', heartbeat_at = $7,"
+                 " started_at = CASE WHEN workers.pid = $3 AND workers.status = 'running'"
+                 " THEN workers.started_at ELSE $7 END",
                  "ttitiit", json_string_value(json_object_get(w, "name")),
                  json_string_value(json_object_get(w, "host")),
                  (int64_t)json_integer_value(json_object_get(w, "pid")), runtimes,
@@ -916,7 +930,7 @@ int store_job_create(struct store *st, const char *kind, const char *pack, const
         return rc;
     *id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
     json_decref(rows);
-    return store_notify(st, STORE_CH_QUEUE);
+    return store_notify(st, STORE_CH_JOBS);
 }
 
 int store_job_claim(struct store *st, const char *worker, const char *runtimes, json_t **out)
@@ -935,7 +949,17 @@ int store_job_claim(struct store *st, const char *worker, const char *runtimes, 
     };
     json_t *rows = NULL;
     char now[32];
-    int rc;
+    int queued, rc;
+
+    rc = db_query(st->db, "SELECT 1 AS queued FROM jobs WHERE status = 'requested' LIMIT 1",
+                  &rows, "");
+    if (rc < 0)
+        return rc;
+    queued = json_array_size(rows) > 0;
+    json_decref(rows);
+    rows = NULL;
+    if (!queued)
+        return err_set(ERR_NOTFOUND, "no job");
 
     clock_now(now, sizeof(now));
     rc = db_query(st->db, sql[db_dialect(st->db) == DB_POSTGRES], &rows, "ttt", worker, runtimes,

@@ -238,9 +238,11 @@ int store_metrics(struct store *st, json_t **out);
 /* --- events ------------------------------------------------------------ */
 
 enum store_channel {
-    STORE_CH_QUEUE,    /* an execution was queued or canceled */
+    STORE_CH_QUEUE,    /* an execution was queued */
     STORE_CH_FINISHED, /* an execution changed status */
     STORE_CH_LOG,      /* a log chunk was appended */
+    STORE_CH_JOBS,     /* an environment job was queued */
+    STORE_CH_CANCEL,   /* a running execution was asked to cancel */
     STORE_CH_COUNT,
 };
 

@@ -484,7 +484,7 @@ static void signal_slot(struct slot *slot)
     (void)!write(slot->cancel_fd, &one, sizeof(one));
 }
 
-/* Cancels arrive as queue events; look at what this worker runs. */
+/* On each cancel event, look at what this worker runs. */
 static void *cancel_main(void *arg)
 {
     struct worker *w = arg;
@@ -495,7 +495,7 @@ static void *cancel_main(void *arg)
         log_error("worker", "cancel watch: %s", err_msg());
         return NULL;
     }
-    seen = store_seen(st, STORE_CH_QUEUE);
+    seen = store_seen(st, STORE_CH_CANCEL);
     while (!atomic_load(&w->stopping)) {
         for (int i = 0; i < w->cfg->slots; i++) {
             int64_t id = atomic_load(&w->slots[i].running);
@@ -505,7 +505,7 @@ static void *cancel_main(void *arg)
                 signal_slot(&w->slots[i]);
             }
         }
-        store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+        store_wait(st, STORE_CH_CANCEL, &seen, 1000);
     }
     store_close(st);
     return NULL;
@@ -590,14 +590,14 @@ static void *setup_main(void *arg)
         log_error("worker", "setup jobs: %s", err_msg());
         return NULL;
     }
-    seen = store_seen(st, STORE_CH_QUEUE);
+    seen = store_seen(st, STORE_CH_JOBS);
     while (!atomic_load(&w->stopping)) {
         json_t *job = NULL, *result;
         const char *kind, *status;
         int64_t id;
 
         if (store_job_claim(st, w->name, w->runtime_list, &job) < 0) {
-            store_wait(st, STORE_CH_QUEUE, &seen, 1000);
+            store_wait(st, STORE_CH_JOBS, &seen, 1000);
             continue;
         }
         id = json_integer_value(json_object_get(job, "id"));
@@ -811,8 +811,11 @@ void worker_stop(struct worker *w)
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->mu);
-    if (store_open(w->cfg->db_url, &st) == 0)
+    if (store_open(w->cfg->db_url, &st) == 0) {
         store_notify(st, STORE_CH_QUEUE);
+        store_notify(st, STORE_CH_JOBS);
+        store_notify(st, STORE_CH_CANCEL);
+    }
 
     if (atomic_load(&w->busy) > 0) {
         log_info("worker", "waiting up to %lld ms for %d running executions",
