@@ -274,7 +274,9 @@ class Daemon:
         # to the CLI config; keep it in the temporary folder, not in the
         # user's ~/.config, and use it.
         self.cli_config = os.path.join(workdir, "cli.yaml")
-        self.env = dict(os.environ, PACKRUN_CLI_CONFIG=self.cli_config)
+        # Actions run as the user running the benchmark, like the baselines
+        # (a root worker would otherwise switch to its run_as user).
+        self.env = dict(os.environ, PACKRUN_CLI_CONFIG=self.cli_config, PACKRUN_RUN_AS="root")
 
     def client(self, timeout=120):
         return Client(self.port, self.token, timeout=timeout)
