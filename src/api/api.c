@@ -549,11 +549,27 @@ static int rebuild_pack(struct call *c, const char *ref, json_t *jobs)
     return rc;
 }
 
+/* Queue rebuilds for every pack using the environments in rows. */
+static int rebuild_packs_of(struct call *c, const json_t *rows, json_t *jobs)
+{
+    const json_t *row, *ref;
+    size_t i, j;
+    int rc = 0;
+
+    json_array_foreach (rows, i, row) {
+        json_array_foreach (json_object_get(row, "packs"), j, ref) {
+            rc = rebuild_pack(c, json_string_value(ref), jobs);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return rc;
+}
+
 /* POST /api/v1/environments/{key or pack}/rebuild */
 static int h_env_rebuild(struct call *c, json_t **reply)
 {
-    json_t *jobs = json_array(), *rows = NULL, *row, *ref;
-    size_t i, j;
+    json_t *jobs = json_array(), *rows = NULL;
     int rc;
 
     rc = store_env_get(c->st, c->seg[3], &rows);
@@ -562,12 +578,7 @@ static int h_env_rebuild(struct call *c, json_t **reply)
         if (rc == ERR_NOTFOUND)
             rc = err_set(ERR_NOTFOUND, "no pack or environment '%s'", c->seg[3]);
     } else if (rc == 0) {
-        json_array_foreach (rows, i, row) {
-            json_array_foreach (json_object_get(row, "packs"), j, ref) {
-                if (rc == 0)
-                    rc = rebuild_pack(c, json_string_value(ref), jobs);
-            }
-        }
+        rc = rebuild_packs_of(c, rows, jobs);
     }
     json_decref(rows);
     if (rc == 0 && json_array_size(jobs) == 0)

@@ -16,7 +16,6 @@
 #include "util/err.h"
 #include "util/log.h"
 
-#define TOKEN_BYTES     32
 #define LIMITER_SLOTS   1024
 #define LIMITER_PROBES  8
 #define LIMITER_ADDR_SZ INET6_ADDRSTRLEN
@@ -76,15 +75,7 @@ void auth_token_hash(const char *token, size_t len, char hash[HASH_HEX_LEN + 1])
 
 void auth_token_new(char **token, char hash[HASH_HEX_LEN + 1])
 {
-    unsigned char bin[TOKEN_BYTES];
-    char b64[sodium_base64_ENCODED_LEN(TOKEN_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-
-    randombytes_buf(bin, sizeof(bin));
-    sodium_bin2base64(b64, sizeof(b64), bin, sizeof(bin), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    *token = xasprintf(AUTH_TOKEN_PREFIX "%s", b64);
-    auth_token_hash(*token, strlen(*token), hash);
-    sodium_memzero(bin, sizeof(bin));
-    sodium_memzero(b64, sizeof(b64));
+    hash_token_new(token, hash);
 }
 
 int auth_parse_bearer(const char *header, const char **token, size_t *len)

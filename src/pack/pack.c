@@ -675,6 +675,7 @@ static void load_action(struct loader *l, const char *file, json_t *y, json_t *s
     json_object_set_new(a, "label", string_or_null(label ? label : name));
     json_object_set_new(a, "description", json_string(desc ? desc : ""));
     json_object_set_new(a, "enabled", get_bool(l, file, y, "enabled", 1));
+    json_object_set_new(a, "api_access", get_bool(l, file, y, "api_access", 0));
     json_object_set_new(a, "tags", get_tags(l, file, y));
     json_object_set_new(a, "runner_type", json_string(runner));
     json_object_set_new(a, "entry_point", string_or_null(ep));

@@ -234,6 +234,8 @@ static int build_command(const struct runner_config *cfg, const struct runner_jo
         env_add(ae, xasprintf("PACKRUN_API_URL=%s", cfg->api_url));
     if (param_file)
         env_add(ae, xasprintf("PACKRUN_PARAMETER_FILE=%s", param_file));
+    if (job->api_token)
+        env_add(ae, xasprintf("PACKRUN_API_TOKEN=%s", job->api_token));
     if (kind == RUNTIME_PYTHON)
         env_add(ae, xasprintf("PYTHONPATH=%s/lib", job->pack_dir));
     if (kind == RUNTIME_NODE && job->env_dir)

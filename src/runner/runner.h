@@ -48,6 +48,7 @@ struct runner_job {
     int64_t timeout_seconds;   /* 0: the action's or the default */
     const char *interpreter;   /* an environment's interpreter, or NULL for the runtime's */
     const char *env_dir;       /* the environment folder (venv, node_modules parent) or NULL */
+    const char *api_token;     /* PACKRUN_API_TOKEN for an action with api_access, or NULL */
     const json_t *environment; /* {key, status, seconds, error}, copied into the result */
     int cancel_fd;             /* -1, or readable when the execution is canceled */
     proc_sink_fn sink;         /* output as it comes; may be NULL */

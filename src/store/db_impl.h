@@ -10,7 +10,7 @@ struct db_ops {
     int (*run)(struct db *db, const char *sql, json_t **rows, const char *fmt, va_list ap);
     int (*script)(struct db *db, const char *sql);
     void (*close)(struct db *db);
-    void (*lock)(struct db *db);   /* serialise writers in this process; may be NULL */
+    void (*lock)(struct db *db); /* serialise writers in this process; may be NULL */
     void (*unlock)(struct db *db);
 };
 

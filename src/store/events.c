@@ -18,7 +18,7 @@
 #include "util/fs.h"
 
 static const char *const channel_files[STORE_CH_COUNT] = {"queue", "finished", "log", "jobs",
-                                                           "cancel"};
+                                                          "cancel"};
 
 static struct {
     pthread_once_t once;

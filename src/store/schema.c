@@ -101,6 +101,8 @@ const struct schema_migration schema_migrations[] = {
         "ALTER TABLE environments ADD COLUMN builds BIGINT NOT NULL DEFAULT 0;"
         "ALTER TABLE environments ADD COLUMN failures BIGINT NOT NULL DEFAULT 0;"
         "ALTER TABLE environments ADD COLUMN build_ms_total BIGINT NOT NULL DEFAULT 0;"},
+    {5, "ALTER TABLE tokens ADD COLUMN execution_id BIGINT;"
+        "CREATE INDEX tokens_execution ON tokens(execution_id);"},
 };
 
 const int schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

@@ -17,7 +17,7 @@
 #include "util/err.h"
 
 #define SQLITE_CACHE_SLOTS 64
-#define SQLITE_BUSY_MS 30000
+#define SQLITE_BUSY_MS     30000
 
 /* Writers of this process take turns here rather than in SQLite's lock,
  * whose busy handler sleeps in milliseconds; only other processes meet
@@ -227,8 +227,8 @@ static void sqlite_close(struct db *db)
     sqlite3_close(db->conn);
 }
 
-static const struct db_ops sqlite_ops = {sqlite_run,   sqlite_script, sqlite_close,
-                                         sqlite_lock, sqlite_unlock};
+static const struct db_ops sqlite_ops = {sqlite_run, sqlite_script, sqlite_close, sqlite_lock,
+                                         sqlite_unlock};
 
 int sqlite_open(const char *path, struct db *db)
 {

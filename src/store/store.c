@@ -556,6 +556,12 @@ int store_execution_finish(struct store *st, int64_t id, enum store_status statu
         return err_set(ERR_CONFLICT, "execution %lld has already ended", (long long)id);
     if (rc < 0)
         return rc;
+    /* Its API token, if it had one, ends with it. */
+    rc = db_exec(st->db,
+                 "UPDATE tokens SET revoked_at = $2 WHERE execution_id = $1 AND revoked_at IS NULL",
+                 "it", id, now);
+    if (rc < 0)
+        return rc;
     return store_notify(st, STORE_CH_FINISHED);
 }
 
@@ -951,8 +957,8 @@ int store_job_claim(struct store *st, const char *worker, const char *runtimes, 
     char now[32];
     int queued, rc;
 
-    rc = db_query(st->db, "SELECT 1 AS queued FROM jobs WHERE status = 'requested' LIMIT 1",
-                  &rows, "");
+    rc = db_query(st->db, "SELECT 1 AS queued FROM jobs WHERE status = 'requested' LIMIT 1", &rows,
+                  "");
     if (rc < 0)
         return rc;
     queued = json_array_size(rows) > 0;

@@ -220,6 +220,14 @@ int store_token_revoke(struct store *st, const char *name);
  * and not one per request. Returns 1 if it wrote, 0 if not. */
 int store_token_touch(struct store *st, int64_t id, const char *now, const char *stale_before);
 
+/* An operator token for the action of execution id, named
+ * "execution-ID", valid until the execution ends. */
+int store_token_create_for_execution(struct store *st, int64_t id, const char *hash);
+
+/* Revoke the tokens of executions that have ended (and of those a dead
+ * worker left). Returns how many. */
+int store_token_revoke_ended(struct store *st);
+
 /* How many tokens exist, revoked ones included. */
 int store_token_count(struct store *st);
 

@@ -29,6 +29,32 @@ int store_token_create(struct store *st, const char *name, const char *role, con
     return rc < 0 ? rc : 0;
 }
 
+int store_token_create_for_execution(struct store *st, int64_t id, const char *hash)
+{
+    char name[40], now[32];
+    int rc;
+
+    snprintf(name, sizeof(name), "execution-%lld", (long long)id);
+    clock_now(now, sizeof(now));
+    rc = db_exec(st->db,
+                 "INSERT INTO tokens (name, role, hash, created_at, execution_id)"
+                 " VALUES ($1, 'operator', $2, $3, $4)",
+                 "ttti", name, hash, now, id);
+    return rc < 0 ? rc : 0;
+}
+
+int store_token_revoke_ended(struct store *st)
+{
+    char now[32];
+
+    clock_now(now, sizeof(now));
+    return db_exec(st->db,
+                   "UPDATE tokens SET revoked_at = $1 WHERE execution_id IS NOT NULL"
+                   " AND revoked_at IS NULL AND execution_id IN (SELECT id FROM executions"
+                   " WHERE status IN ('succeeded', 'failed', 'timeout', 'canceled', 'abandoned'))",
+                   "t", now);
+}
+
 int store_token_find(struct store *st, const char *hash, json_t **out)
 {
     json_t *rows = NULL;

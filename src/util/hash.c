@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 
 int hash_init(void)
@@ -44,6 +45,19 @@ void hash_sha256_hex(const void *data, size_t len, char out[HASH_HEX_LEN + 1])
     hash_start(&h);
     hash_update(&h, data, len);
     hash_finish(&h, out);
+}
+
+void hash_token_new(char **token, char hash[HASH_HEX_LEN + 1])
+{
+    unsigned char bin[32];
+    char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+
+    randombytes_buf(bin, sizeof(bin));
+    sodium_bin2base64(b64, sizeof(b64), bin, sizeof(bin), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    *token = xasprintf("pkr_%s", b64);
+    hash_sha256_hex(*token, strlen(*token), hash);
+    sodium_memzero(bin, sizeof(bin));
+    sodium_memzero(b64, sizeof(b64));
 }
 
 int hash_file(const char *path, char out[HASH_HEX_LEN + 1])

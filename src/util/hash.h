@@ -25,6 +25,10 @@ void hash_finish(struct hash *h, char out[HASH_HEX_LEN + 1]);
 
 void hash_sha256_hex(const void *data, size_t len, char out[HASH_HEX_LEN + 1]);
 
+/* A new API token: "pkr_" and 256 random bits in URL-safe base64, into
+ * *token (caller frees), and its digest, the only form stored. */
+void hash_token_new(char **token, char hash[HASH_HEX_LEN + 1]);
+
 /* Digest of a file's contents. */
 int hash_file(const char *path, char out[HASH_HEX_LEN + 1]);
 

@@ -19,6 +19,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/fs.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 /* Output is written to the log store in chunks of at most this size, or
@@ -303,6 +304,7 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     struct env_result envres;
     json_t *env = NULL;
     int hold = -1;
+    char *api_token = NULL;
     struct log_sink sink = {.st = st, .id = id, .flushed_at = clock_mono_ns() / 1000000};
     struct runner_job rj = {
         .id = id,
@@ -348,6 +350,17 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
         rj.env_dir = envres.dir;
     }
     rj.environment = env;
+    if (json_is_true(json_object_get(rj.action, "api_access"))) {
+        char hash[HASH_HEX_LEN + 1];
+
+        hash_token_new(&api_token, hash);
+        if (store_token_create_for_execution(st, id, hash) < 0) {
+            log_warn("worker", "execution %lld: no API token: %s", (long long)id, err_msg());
+            free(api_token);
+            api_token = NULL;
+        }
+        rj.api_token = api_token;
+    }
     log_debug("worker", "execution %lld: %s started", (long long)id,
               json_string_value(json_object_get(job, "action")));
 
@@ -371,6 +384,10 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
 
 out:
     atomic_store(&slot->running, 0);
+    if (api_token) {
+        sodium_memzero(api_token, strlen(api_token));
+        free(api_token);
+    }
     if (hold >= 0)
         env_release(hold);
     env_result_free(&envres);
@@ -444,6 +461,8 @@ static void heartbeat(struct worker *w, struct store *st)
     n = store_execution_abandon(st, stale, NULL);
     if (n > 0)
         log_warn("worker", "marked %d executions abandoned: their workers stopped heartbeating", n);
+    if (store_token_revoke_ended(st) < 0)
+        log_warn("worker", "revoking the tokens of ended executions failed: %s", err_msg());
 }
 
 static void *heartbeat_main(void *arg)

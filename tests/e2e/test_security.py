@@ -189,3 +189,22 @@ def test_config_show_masks_passwords(tmp_path):
     shown = json.loads(proc.stdout)
     assert shown["slots"] == 3 and shown["listen"] == "127.0.0.1:9999", shown
     assert "hunter2" not in proc.stdout and shown["db"] == "postgresql://ops:****@db.example/packrun"
+
+
+def test_an_action_with_api_access_gets_a_token_that_ends_with_it(up):
+    rec = up.run("e2e.api_client")
+    assert rec["status"] == "succeeded", rec
+    data = rec["result"]["data"]
+    assert data["status_seen"] == "running" and data["token"].startswith("pkr_"), data
+    # It stops working once the execution has ended.
+    bare = urllib.request.build_opener()
+    req = urllib.request.Request(up.url + "/api/v1/packs",
+                                 headers={"Authorization": f"Bearer {data['token']}"})
+    try:
+        bare.open(req, timeout=10)
+        raise AssertionError("an ended execution's token still works")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+    # Actions that do not ask for API access get no token.
+    env = up.run("e2e.identity")["result"]["data"]["env"]
+    assert "PACKRUN_API_TOKEN" not in env
