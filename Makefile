@@ -1,7 +1,9 @@
 # packrun: `make up` runs it, `make check` tests it.
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
-DATA ?= .packrun
+# As root, actions run as the packrun user, who must reach the data
+# folder: a checkout under /root would not do, so root's default is here.
+DATA ?= $(if $(filter 0,$(shell id -u)),/var/lib/packrun,.packrun)
 LISTEN ?= 127.0.0.1:8080
 PYTEST ?= /usr/bin/python3 -m pytest
 JOBS ?= $(shell nproc)

@@ -661,6 +661,35 @@ static void env_settings(struct worker *w)
     w->runtime_list = buf_detach(&list);
 }
 
+/* 1 if the run_as user can pass through dir (and every folder above). */
+static int user_can_enter(struct worker *w, const char *dir)
+{
+    extern char **environ;
+    char *test = NULL;
+    struct proc_result res;
+    int ok;
+
+    if (runtime_which("test", &test) < 0)
+        return 1;
+    const char *argv[] = {test, "-x", dir, NULL};
+    struct proc_opts opts = {
+        .argv = argv,
+        .envp = (const char *const *)environ,
+        .cwd = "/",
+        .timeout_ms = 10000,
+        .grace_ms = 1000,
+        .cancel_fd = -1,
+        .drop_privileges = 1,
+        .uid = w->run_uid,
+        .gid = w->run_gid,
+    };
+
+    ok = proc_run(&opts, &res) == 0 && res.exit_code == 0;
+    proc_result_free(&res);
+    free(test);
+    return ok;
+}
+
 /* Who actions run as: a root worker switches to cfg->run_as (unless it is
  * root itself, which the config must say); another worker runs them as
  * itself. */
@@ -692,6 +721,12 @@ static int run_as_setup(struct worker *w)
     w->run_gid = pw->pw_gid;
     w->run_home = xstrdup(pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/");
     w->drop = 1;
+    if (!user_can_enter(w, cfg->data_dir))
+        return err_set(ERR_INVALID,
+                       "run_as: user '%s' cannot reach the data folder %s (a folder above it "
+                       "is private): use a data folder others may pass through, such as "
+                       "/var/lib/packrun, or set run_as: root",
+                       cfg->run_as, cfg->data_dir);
     log_info("worker", "actions run as %s (uid %d)", cfg->run_as, (int)pw->pw_uid);
     return 0;
 }
