@@ -362,7 +362,32 @@ static int h_execution_list(struct call *c, json_t **reply)
     return 200;
 }
 
-static int h_execution_get(struct call *c, json_t **reply)
+/* Read one object; *done says whether it has ended. */
+typedef int (*fetch_fn)(struct store *st, int64_t id, json_t **out, int *done);
+
+static int fetch_execution(struct store *st, int64_t id, json_t **out, int *done)
+{
+    int rc = store_execution_get(st, id, out);
+
+    if (rc == 0)
+        *done = store_status_terminal(
+            store_status_parse(json_string_value(json_object_get(*out, "status"))));
+    return rc;
+}
+
+static int fetch_job(struct store *st, int64_t id, json_t **out, int *done)
+{
+    int rc = store_job_get(st, id, out);
+    const char *status = rc == 0 ? json_string_value(json_object_get(*out, "status")) : NULL;
+
+    if (rc == 0)
+        *done = strcmp(status, "requested") != 0 && strcmp(status, "running") != 0;
+    return rc;
+}
+
+/* GET .../{id}[?wait=S]: the object, as soon as it has ended or S seconds
+ * have passed; woken by the store's events, not by polling. */
+static int get_waiting(struct call *c, fetch_fn fetch, json_t **reply)
 {
     long wait_s = 0;
     int64_t id, deadline;
@@ -370,9 +395,8 @@ static int h_execution_get(struct call *c, json_t **reply)
     int rc;
 
     rc = parse_id(c->seg[3], &id);
-    if (rc < 0)
-        return rc;
-    rc = parse_int_arg(c, "wait", 0, API_MAX_WAIT_S, &wait_s);
+    if (rc == 0)
+        rc = parse_int_arg(c, "wait", 0, API_MAX_WAIT_S, &wait_s);
     if (rc < 0)
         return rc;
 
@@ -380,19 +404,23 @@ static int h_execution_get(struct call *c, json_t **reply)
     deadline = clock_mono_ns() / 1000000 + wait_s * 1000;
     for (;;) {
         int64_t left;
-        int status;
+        int done = 0;
 
-        rc = store_execution_get(c->st, id, reply);
+        rc = fetch(c->st, id, reply, &done);
         if (rc < 0)
             return rc;
-        status = store_status_parse(json_string_value(json_object_get(*reply, "status")));
         left = deadline - clock_mono_ns() / 1000000;
-        if (store_status_terminal(status) || left <= 0)
+        if (done || left <= 0)
             return 200;
         json_decref(*reply);
         *reply = NULL;
         store_wait(c->st, STORE_CH_FINISHED, &seen, (int)(left < 1000 ? left : 1000));
     }
+}
+
+static int h_execution_get(struct call *c, json_t **reply)
+{
+    return get_waiting(c, fetch_execution, reply);
 }
 
 static int h_execution_cancel(struct call *c, json_t **reply)
@@ -621,35 +649,7 @@ static int h_env_gc(struct call *c, json_t **reply)
 
 static int h_job_get(struct call *c, json_t **reply)
 {
-    long wait_s = 0;
-    int64_t id, deadline;
-    uint64_t seen;
-    int rc;
-
-    rc = parse_id(c->seg[3], &id);
-    if (rc == 0)
-        rc = parse_int_arg(c, "wait", 0, API_MAX_WAIT_S, &wait_s);
-    if (rc < 0)
-        return rc;
-    seen = store_seen(c->st, STORE_CH_FINISHED);
-    deadline = clock_mono_ns() / 1000000 + wait_s * 1000;
-    for (;;) {
-        const char *status;
-        int64_t left;
-
-        rc = store_job_get(c->st, id, reply);
-        if (rc < 0)
-            return rc;
-        status = json_string_value(json_object_get(*reply, "status"));
-        left = deadline - clock_mono_ns() / 1000000;
-        if (strcmp(status, "requested") != 0 && strcmp(status, "running") != 0)
-            return 200;
-        if (left <= 0)
-            return 200;
-        json_decref(*reply);
-        *reply = NULL;
-        store_wait(c->st, STORE_CH_FINISHED, &seen, (int)(left < 1000 ? left : 1000));
-    }
+    return get_waiting(c, fetch_job, reply);
 }
 
 /* --- metrics and the API's own description --------------------------- */
