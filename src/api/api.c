@@ -287,6 +287,16 @@ static int submit_timeout(json_t *body, const json_t *action, int64_t dflt, int6
     return 0;
 }
 
+/* Whether a worker must prepare an environment before running action:
+ * a python or node action whose pack declares a manifest for it. */
+static int needs_env(const json_t *action)
+{
+    const char *type = json_string_value(json_object_get(action, "runner_type"));
+
+    return type && (strcmp(type, "python") == 0 || strcmp(type, "node") == 0) &&
+           json_object_get(json_object_get(action, "pack_manifests"), type);
+}
+
 static int h_execution_create(struct call *c, json_t **reply)
 {
     json_t *body = NULL, *action = NULL, *params = NULL, *shown = NULL, *req = NULL;
@@ -323,9 +333,9 @@ static int h_execution_create(struct call *c, json_t **reply)
                     json_object_get(action, "pack_digest"), "manifests",
                     json_object_get(action, "pack_manifests"), "parameters", params,
                     "timeout_seconds", (json_int_t)timeout);
-    rc = store_execution_create(c->st, req, &id);
-    if (rc == 0)
-        rc = store_execution_get(c->st, id, reply);
+    json_object_set_new(req, "needs_env", json_boolean(needs_env(action)));
+    rc = store_execution_create(c->st, req, reply);
+    id = rc == 0 ? json_integer_value(json_object_get(*reply, "id")) : 0;
     if (rc == 0)
         log_debug("api", "execution %lld: %s requested", (long long)id, ref);
 

@@ -103,6 +103,7 @@ const struct schema_migration schema_migrations[] = {
         "ALTER TABLE environments ADD COLUMN build_ms_total BIGINT NOT NULL DEFAULT 0;"},
     {5, "ALTER TABLE tokens ADD COLUMN execution_id BIGINT;"
         "CREATE INDEX tokens_execution ON tokens(execution_id);"},
+    {6, "ALTER TABLE executions ADD COLUMN needs_env INTEGER NOT NULL DEFAULT 0;"},
 };
 
 const int schema_migration_count = sizeof(schema_migrations) / sizeof(schema_migrations[0]);

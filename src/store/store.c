@@ -415,7 +415,7 @@ static void execution_decode(json_t *row)
     decode(row, "result");
 }
 
-int store_execution_create(struct store *st, const json_t *req, int64_t *id)
+int store_execution_create(struct store *st, const json_t *req, json_t **out)
 {
     char *params = dump(json_object_get(req, "parameters"));
     char *spec = dump(json_object_get(req, "spec"));
@@ -426,16 +426,25 @@ int store_execution_create(struct store *st, const json_t *req, int64_t *id)
     clock_now(now, sizeof(now));
     rc = db_query(st->db,
                   "INSERT INTO executions (action, pack, status, parameters, spec,"
-                  " timeout_seconds, created_at) VALUES ($1, $2, 'requested', $3, $4, $5, $6)"
-                  " RETURNING id",
-                  &rows, "ttttit", json_string_value(json_object_get(req, "action")),
+                  " timeout_seconds, created_at, needs_env)"
+                  " VALUES ($1, $2, 'requested', $3, $4, $5, $6, $7) RETURNING id",
+                  &rows, "ttttiti", json_string_value(json_object_get(req, "action")),
                   json_string_value(json_object_get(req, "pack")), params, spec,
-                  (int64_t)json_integer_value(json_object_get(req, "timeout_seconds")), now);
+                  (int64_t)json_integer_value(json_object_get(req, "timeout_seconds")), now,
+                  (int64_t)json_is_true(json_object_get(req, "needs_env")));
     free(params);
     free(spec);
     if (rc < 0)
         return rc;
-    *id = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+
+    /* The record as store_execution_get() would give it now. */
+    *out = json_pack("{s:O, s:O, s:O, s:s, s:O, s:O, s:n, s:s, s:n, s:n, s:n, s:n, s:n}", "id",
+                     json_object_get(json_array_get(rows, 0), "id"), "action",
+                     json_object_get(req, "action"), "pack", json_object_get(req, "pack"),
+                     "status", "requested", "parameters", json_object_get(req, "parameters"),
+                     "timeout_seconds", json_object_get(req, "timeout_seconds"), "worker",
+                     "created_at", now, "scheduled_at", "started_at", "finished_at", "progress",
+                     "result");
     json_decref(rows);
     return store_notify(st, STORE_CH_QUEUE);
 }
@@ -484,12 +493,16 @@ int store_execution_list(struct store *st, const struct store_filter *f, json_t 
 int store_execution_claim(struct store *st, const char *worker, json_t **out)
 {
     static const char *const sql[] = {
-        "UPDATE executions SET status = 'scheduled', worker = $1, scheduled_at = $2"
+        "UPDATE executions SET worker = $1, scheduled_at = $2,"
+        " status = CASE WHEN needs_env = 1 THEN 'scheduled' ELSE 'running' END,"
+        " started_at = CASE WHEN needs_env = 1 THEN NULL ELSE $2 END"
         " WHERE id = (SELECT id FROM executions WHERE status = 'requested' ORDER BY id LIMIT 1)"
-        " AND status = 'requested' RETURNING id, action, pack, spec, timeout_seconds",
-        "UPDATE executions SET status = 'scheduled', worker = $1, scheduled_at = $2"
+        " AND status = 'requested' RETURNING id, action, pack, spec, timeout_seconds, status",
+        "UPDATE executions SET worker = $1, scheduled_at = $2,"
+        " status = CASE WHEN needs_env = 1 THEN 'scheduled' ELSE 'running' END,"
+        " started_at = CASE WHEN needs_env = 1 THEN NULL ELSE $2 END"
         " WHERE id = (SELECT id FROM executions WHERE status = 'requested' ORDER BY id LIMIT 1"
-        " FOR UPDATE SKIP LOCKED) RETURNING id, action, pack, spec, timeout_seconds",
+        " FOR UPDATE SKIP LOCKED) RETURNING id, action, pack, spec, timeout_seconds, status",
     };
     json_t *rows = NULL;
     char now[32];

@@ -78,10 +78,11 @@ int store_status_terminal(enum store_status s);
 /*
  * Queue an execution. req holds "action", "pack", "parameters" (as they
  * may be shown: secrets redacted), "spec" (everything the worker needs
- * to run it: the action, its pack folder, the full parameters) and
- * "timeout_seconds". Sets *id.
+ * to run it: the action, its pack folder, the full parameters),
+ * "timeout_seconds" and "needs_env" (true when a worker must prepare an
+ * environment first). Sets *out (caller decrefs) to the new record.
  */
-int store_execution_create(struct store *st, const json_t *req, int64_t *id);
+int store_execution_create(struct store *st, const json_t *req, json_t **out);
 
 /* The execution as the API shows it (no spec). */
 int store_execution_get(struct store *st, int64_t id, json_t **out);
@@ -98,8 +99,9 @@ struct store_filter {
 int store_execution_list(struct store *st, const struct store_filter *f, json_t **out);
 
 /* Claim the oldest requested execution for worker: requested ->
- * scheduled. Sets *out to {id, action, pack, spec, timeout_seconds};
- * ERR_NOTFOUND when the queue is empty. */
+ * scheduled, or straight to running when it needs no environment (no
+ * store_execution_start() then). Sets *out to {id, action, pack, spec,
+ * timeout_seconds, status}; ERR_NOTFOUND when the queue is empty. */
 int store_execution_claim(struct store *st, const char *worker, json_t **out);
 
 /* scheduled -> running. ERR_CONFLICT if it is no longer scheduled (a

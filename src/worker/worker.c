@@ -322,7 +322,8 @@ static void run_one(struct slot *slot, struct store *st, json_t *job)
     uint64_t drained;
 
     memset(&envres, 0, sizeof(envres));
-    if (store_execution_start(st, id) < 0) {
+    if (strcmp(json_string_value(json_object_get(job, "status")), "running") != 0 &&
+        store_execution_start(st, id) < 0) {
         log_info("worker", "execution %lld: not started: %s", (long long)id, err_msg());
         goto out;
     }

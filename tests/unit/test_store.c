@@ -60,13 +60,17 @@ static json_t *sample_pack(const char *version)
 
 static int64_t queue_one(struct store *st, const char *action)
 {
-    json_t *req =
-        json_pack("{s:s, s:s, s:{s:s}, s:{s:s}, s:i}", "action", action, "pack", "demo",
-                  "parameters", "x", "shown", "spec", "secret", "value", "timeout_seconds", 60);
-    int64_t id = 0;
+    json_t *req = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}, s:i, s:b}", "action", action, "pack",
+                            "demo", "parameters", "x", "shown", "spec", "secret", "value",
+                            "timeout_seconds", 60, "needs_env", 1);
+    json_t *rec = NULL;
+    int64_t id;
 
-    assert_int_equal(store_execution_create(st, req, &id), 0);
+    assert_int_equal(store_execution_create(st, req, &rec), 0);
     json_decref(req);
+    assert_string_equal(json_string_value(json_object_get(rec, "status")), "requested");
+    id = json_integer_value(json_object_get(rec, "id"));
+    json_decref(rec);
     assert_true(id > 0);
     return id;
 }
@@ -148,6 +152,26 @@ static void test_execution_lifecycle(void **state)
     assert_non_null(json_string_value(json_object_get(exe, "finished_at")));
     json_decref(exe);
     json_decref(result);
+}
+
+/* An execution that needs no environment is claimed straight into running. */
+static void test_claim_without_environment_starts_at_once(void **state)
+{
+    struct fixture *f = *state;
+    json_t *req = json_pack("{s:s, s:s, s:{}, s:{}, s:i, s:b}", "action", "demo.one", "pack",
+                            "demo", "parameters", "spec", "timeout_seconds", 60, "needs_env", 0);
+    json_t *rec = NULL, *job = NULL;
+    int64_t id;
+
+    assert_int_equal(store_execution_create(f->st, req, &rec), 0);
+    id = json_integer_value(json_object_get(rec, "id"));
+    assert_int_equal(store_execution_claim(f->st, "w", &job), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "running");
+    assert_int_equal(store_execution_status(f->st, id), ST_RUNNING);
+    assert_int_equal(store_execution_start(f->st, id), ERR_CONFLICT);
+    json_decref(job);
+    json_decref(rec);
+    json_decref(req);
 }
 
 static void test_claim_order_and_list_filters(void **state)
@@ -318,6 +342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_put_get_replace_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_execution_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_without_environment_starts_at_once, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_claim_order_and_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims_are_exclusive, setup, teardown),
