@@ -26,7 +26,8 @@ static struct {
     pthread_cond_t cond;
     uint64_t gen[STORE_CH_COUNT];
     int ifd;
-    char **dirs; /* watched folders, one per database */
+    char **dirs;   /* watched folders, one per database */
+    int *lock_fds; /* per folder: "watchers", read-locked while we watch */
     int ndirs;
 } hub = {PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER, .ifd = -1};
 
@@ -72,10 +73,48 @@ static void *watch_loop(void *arg)
     }
 }
 
+/*
+ * Every watching process holds a POSIX read lock on dir/watchers for as
+ * long as it lives, so that a notifier can ask (F_GETLK) whether any other
+ * process listens: alone, it need not touch files at all. The fd stays
+ * open: closing any fd of that file would drop the lock.
+ */
+static int watchers_lock(const char *dir)
+{
+    char *path = fs_join(dir, "watchers");
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+    free(path);
+    if (fd >= 0 && fcntl(fd, F_SETLK, &fl) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* 1 unless we know that no other process watches dir. */
+static int others_watch(const char *dir)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int fd = -1;
+
+    pthread_mutex_lock(&hub.mu);
+    for (int i = 0; i < hub.ndirs; i++) {
+        if (strcmp(hub.dirs[i], dir) == 0)
+            fd = hub.lock_fds[i];
+    }
+    pthread_mutex_unlock(&hub.mu);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+        return 1;
+    /* Our own lock does not conflict with our own request. */
+    return fl.l_type != F_UNLCK;
+}
+
 int events_watch(const char *dir)
 {
     pthread_t thread;
-    int rc = 0;
+    int lock_fd, rc = 0;
 
     pthread_once(&hub.once, hub_init);
     pthread_mutex_lock(&hub.mu);
@@ -111,7 +150,10 @@ int events_watch(const char *dir)
         rc = err_errno(ERR_FAIL, "inotify_add_watch %s", dir);
         goto out;
     }
+    lock_fd = watchers_lock(dir);
     hub.dirs = xrealloc(hub.dirs, sizeof(*hub.dirs) * (size_t)(hub.ndirs + 1));
+    hub.lock_fds = xrealloc(hub.lock_fds, sizeof(*hub.lock_fds) * (size_t)(hub.ndirs + 1));
+    hub.lock_fds[hub.ndirs] = lock_fd;
     hub.dirs[hub.ndirs++] = xstrdup(dir);
 
 out:
@@ -125,7 +167,7 @@ int events_notify(const char *dir, enum store_channel ch)
 
     pthread_once(&hub.once, hub_init);
     bump(ch);
-    if (!dir)
+    if (!dir || !others_watch(dir))
         return 0;
     snprintf(path, sizeof(path), "%s/%s", dir, channel_files[ch]);
     if (utimensat(AT_FDCWD, path, NULL, 0) < 0)
