@@ -381,6 +381,15 @@ static int bootstrap_cli_token(const struct config *cfg)
         goto out;
     }
 
+    /* A file that points at another server is someone's: leave it, and
+     * write this server's token beside its data instead. */
+    if (old && old_api && strcmp(old_api, cfg->api_url) != 0) {
+        log_warn("main", "CLI config %s points at %s: left as it is", path, old_api);
+        free(path);
+        path = xasprintf("%s/cli.yaml", cfg->data_dir);
+        log_warn("main", "use this server with PACKRUN_CLI_CONFIG=%s", path);
+    }
+
     /* The file first: a token never lives in the database unwritten. */
     auth_token_new(&token, hash);
     if (write_cli_config(path, cfg->api_url, token) < 0) {

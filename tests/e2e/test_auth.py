@@ -278,14 +278,17 @@ def test_up_writes_cli_config_for_the_local_cli(start_up, tmp_path):
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["local-cli"], r.stdout
 
 
-def test_up_replaces_a_cli_config_whose_token_does_not_work(start_up, tmp_path):
+def test_up_leaves_a_cli_config_that_points_elsewhere(start_up, tmp_path):
     cfg = tmp_path / "cli.yaml"
     cfg.write_text('api_url: "http://elsewhere:1"\ntoken: "pkr_stale"\n')
-    d = start_up(cli_config=cfg, register_e2e=False, packs=None)
-    doc = read_cli_config(cfg)
-    assert doc["token"] != "pkr_stale" and doc["api_url"] == d.api.url, doc
-    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
-    assert "pkr_stale" in Path(f"{cfg}.bak").read_text()
+    data = tmp_path / "data"
+    d = start_up(cli_config=data / "cli.yaml", data=data, register_e2e=False, packs=None,
+                 env={"PACKRUN_CLI_CONFIG": str(cfg)})
+    assert read_cli_config(cfg) == {"api_url": "http://elsewhere:1", "token": "pkr_stale"}
+    doc = read_cli_config(data / "cli.yaml")
+    assert doc["api_url"] == d.api.url and doc["token"].startswith("pkr_"), doc
+    assert stat.S_IMODE((data / "cli.yaml").stat().st_mode) == 0o600
+    assert f"PACKRUN_CLI_CONFIG={data / 'cli.yaml'}" in d.log()
     assert d.api.get("/api/v1/packs")[0] == 200
 
 
