@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import BIN, clean_env, free_port
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "envs"
@@ -870,3 +870,39 @@ def test_node_pack_with_file_dependency(cluster, tmp_path):
     # The python action of the same pack has no requirements.txt: no environment.
     py = c.api.run("nodey.probe", timeout=30)
     assert env_of(py)["status"] == "none" and env_of(py)["key"] is None, env_of(py)
+
+
+# --- 9. progress on a terminal ------------------------------------------------
+
+def test_run_shows_progress_while_the_environment_builds(launcher, tmp_path, wheelhouse):
+    """`packrun run` on a terminal says that the environment is being
+    prepared while the first execution waits for the build."""
+    import pty
+    import select
+
+    mark = tmp_path / "build.mark"
+    c = Cluster(launcher, tmp_path / "data",
+                daemon_env(wheelhouse, tmp_path, TINYSLOW_SLEEP="4", TINYSLOW_MARK=str(mark)))
+    c.start_server()
+    c.start_worker("w1")
+    register(c.api, make_pack(tmp_path / "slow", "slow", requirements="tinyslow\n"))
+    wait_file(mark, 60, "the setup job's build")
+
+    master, slave = pty.openpty()
+    env = clean_env({"PACKRUN_API_URL": c.api.url, "PACKRUN_CLI_CONFIG": str(c.api.cli_config)})
+    proc = subprocess.Popen([BIN, "run", "slow.probe"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, seen
+    assert b"preparing the python environment" in seen, seen

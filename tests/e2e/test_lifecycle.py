@@ -109,3 +109,19 @@ def test_worker_sigterm_abandons(launcher, tmp_path):
     assert wait_gone(pid)
     done = server.api.wait(rec["id"], timeout=10)
     assert done["status"] == "abandoned", done
+
+
+def test_log_lines_are_logfmt_or_json_at_the_chosen_level(start_up):
+    import json as _json
+    d = start_up(args=["--log-format", "json", "--log-level", "debug"])
+    assert d.api.run("hello.noop")["status"] == "succeeded"
+    lines = [l for l in d.log().splitlines() if l.startswith("{")]
+    assert lines, d.log()
+    events = [_json.loads(l) for l in lines]
+    assert all({"ts", "level", "component", "msg"} <= set(e) for e in events), events[:3]
+    assert any(e["level"] == "debug" for e in events), "debug lines missing at --log-level debug"
+
+    quiet = start_up(args=["--log-level", "warn"])
+    assert quiet.api.run("hello.noop")["status"] == "succeeded"
+    text = quiet.log()
+    assert "level=info" not in text and "level=debug" not in text, text
