@@ -594,6 +594,10 @@ static char **build_envp(void)
             if (strlen(*d) == name_len && strncmp(*e, *d, name_len) == 0)
                 keep = 0;
         }
+        /* packrun's own settings (its database, its tokens) are not for
+         * build scripts. */
+        if (strncmp(*e, "PACKRUN_", 8) == 0)
+            keep = 0;
         if (keep)
             envp[i++] = xstrdup(*e);
     }
