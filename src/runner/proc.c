@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,10 @@ static int child_main(void *arg)
         if (syscall(SYS_setresuid, o->uid, o->uid, o->uid) < 0)
             child_fail(c, "setresuid");
     }
+    /* Set after the ids change, which would clear it: if the worker dies
+     * (kill -9), its children die too rather than run on unrecorded. */
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        child_fail(c, "prctl");
 
     execve(o->argv[0], (char *const *)o->argv, (char *const *)o->envp);
     return child_fail(c, "exec");

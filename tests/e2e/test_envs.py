@@ -597,8 +597,9 @@ def test_kill_9_during_build(launcher, tmp_path, wheelhouse):
     assert below, "no build process below the worker"
     w1.proc.send_signal(signal.SIGKILL)
     w1.proc.wait(10)
-    # Only the worker is killed. What it started (pip, the build backend)
-    # lives on until it notices: the next build must cope with that too.
+    # The worker's direct children (pip) get SIGKILL with it; what they
+    # started (the build backend) may live on for a while: the next build
+    # must cope with that too.
 
     assert c.ready(key) is None, "a killed build left a .ready"
     assert c.env_dir(key).is_dir(), "expected the partial folder of the killed build"

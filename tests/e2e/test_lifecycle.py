@@ -125,3 +125,27 @@ def test_log_lines_are_logfmt_or_json_at_the_chosen_level(start_up):
     assert quiet.api.run("hello.noop")["status"] == "succeeded"
     text = quiet.log()
     assert "level=info" not in text and "level=debug" not in text, text
+
+
+def test_an_action_dies_with_a_killed_worker(start_up, tmp_path):
+    """A worker killed with SIGKILL takes its running actions with it, and
+    the execution ends as abandoned once it restarts."""
+    import os as _os
+    import signal as _signal
+    import time as _time
+
+    data = tmp_path / "data"
+    d = start_up(data=data)
+    rec, pid = d.api.start_sleep(tmp_path, 60)
+    d.signal(_signal.SIGKILL)
+    d.proc.wait(10)
+    deadline = _time.monotonic() + 10
+    while True:
+        try:
+            _os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert _time.monotonic() < deadline, f"action {pid} outlived its killed worker"
+        _time.sleep(0.05)
+    again = start_up(data=data, register_e2e=False)
+    assert again.api.wait(rec["id"], timeout=20)["status"] == "abandoned"
