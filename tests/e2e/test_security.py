@@ -208,3 +208,14 @@ def test_an_action_with_api_access_gets_a_token_that_ends_with_it(up):
     # Actions that do not ask for API access get no token.
     env = up.run("e2e.identity")["result"]["data"]["env"]
     assert "PACKRUN_API_TOKEN" not in env
+
+
+def test_interpreters_can_be_set_in_the_config(start_up, tmp_path):
+    cfg = tmp_path / "packrun.yaml"
+    cfg.write_text("runtimes:\n  python:\n    interpreter: /usr/bin/python3\n")
+    d = start_up(args=["--config", str(cfg)])
+    assert "runtime python: /usr/bin/python3" in d.log(), d.log()
+    rec = d.api.run("hello.greet", {"name": "Cfg"})
+    assert rec["status"] == "succeeded", rec
+    status, workers = d.api.get("/api/v1/workers")
+    assert "python" in workers["workers"][0]["runtimes"], workers
