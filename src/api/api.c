@@ -806,18 +806,24 @@ static int split_path(char *path, char **seg)
 static int route_matches(const struct route *r, char **seg, int nseg, const char *method,
                          int *path_ok)
 {
-    char *pat = xstrdup(r->pattern);
-    char *pseg[API_MAX_SEGMENTS];
-    int n = split_path(pat, pseg), ok = n == nseg;
+    const char *p = r->pattern;
+    int i;
 
-    for (int i = 0; ok && i < n; i++) {
-        if (pseg[i][0] != '{' && strcmp(pseg[i], seg[i]) != 0)
-            ok = 0;
+    /* Walk the pattern's segments in place: this runs for every route on
+     * every request. */
+    for (i = 0; *p && i < nseg; i++) {
+        size_t len = strcspn(p, "/");
+
+        if (*p != '{' && (strlen(seg[i]) != len || strncmp(p, seg[i], len) != 0))
+            return 0;
+        p += len;
+        if (*p == '/')
+            p++;
     }
-    free(pat);
-    if (ok)
-        *path_ok = 1;
-    return ok && strcmp(r->method, method) == 0;
+    if (*p || i != nseg)
+        return 0;
+    *path_ok = 1;
+    return strcmp(r->method, method) == 0;
 }
 
 /* The route for method and url, or NULL; *path_ok as route_matches(). */

@@ -438,13 +438,13 @@ int store_execution_create(struct store *st, const json_t *req, json_t **out)
         return rc;
 
     /* The record as store_execution_get() would give it now. */
-    *out = json_pack("{s:O, s:O, s:O, s:s, s:O, s:O, s:n, s:s, s:n, s:n, s:n, s:n, s:n}", "id",
-                     json_object_get(json_array_get(rows, 0), "id"), "action",
-                     json_object_get(req, "action"), "pack", json_object_get(req, "pack"),
-                     "status", "requested", "parameters", json_object_get(req, "parameters"),
-                     "timeout_seconds", json_object_get(req, "timeout_seconds"), "worker",
-                     "created_at", now, "scheduled_at", "started_at", "finished_at", "progress",
-                     "result");
+    *out =
+        json_pack("{s:O, s:O, s:O, s:s, s:O, s:O, s:n, s:s, s:n, s:n, s:n, s:n, s:n}", "id",
+                  json_object_get(json_array_get(rows, 0), "id"), "action",
+                  json_object_get(req, "action"), "pack", json_object_get(req, "pack"), "status",
+                  "requested", "parameters", json_object_get(req, "parameters"), "timeout_seconds",
+                  json_object_get(req, "timeout_seconds"), "worker", "created_at", now,
+                  "scheduled_at", "started_at", "finished_at", "progress", "result");
     json_decref(rows);
     return store_notify(st, STORE_CH_QUEUE);
 }
@@ -817,8 +817,9 @@ int store_env_link(struct store *st, const char *pack, const char *digest, const
     return rc < 0 ? rc : 0;
 }
 
-/* Add "packs": the installed packs (current releases) using each row's key. */
-static int env_add_packs(struct store *st, json_t *rows)
+/* Add "packs": the installed packs (current releases) using each row's
+ * key, and hand rows (stolen) to *out; on failure rows are freed. */
+static int env_add_packs(struct store *st, json_t *rows, json_t **out)
 {
     json_t *row, *packs = NULL, *p;
     size_t i, j;
@@ -828,8 +829,10 @@ static int env_add_packs(struct store *st, json_t *rows)
                   "SELECT DISTINCT e.key, e.host, e.pack FROM environment_packs e"
                   " JOIN packs p ON p.ref = e.pack AND p.digest = e.digest ORDER BY e.pack",
                   &packs, "");
-    if (rc < 0)
+    if (rc < 0) {
+        json_decref(rows);
         return rc;
+    }
     json_array_foreach (rows, i, row) {
         json_t *names = json_array();
 
@@ -841,6 +844,7 @@ static int env_add_packs(struct store *st, json_t *rows)
         json_object_set_new(row, "packs", names);
     }
     json_decref(packs);
+    *out = rows;
     return 0;
 }
 
@@ -855,13 +859,7 @@ int store_env_list(struct store *st, json_t **out)
                   &rows, "");
     if (rc < 0)
         return rc;
-    rc = env_add_packs(st, rows);
-    if (rc < 0) {
-        json_decref(rows);
-        return rc;
-    }
-    *out = rows;
-    return 0;
+    return env_add_packs(st, rows, out);
 }
 
 int store_env_get(struct store *st, const char *prefix, json_t **out)
@@ -891,13 +889,7 @@ int store_env_get(struct store *st, const char *prefix, json_t **out)
             return err_set(ERR_INVALID, "environment key '%s' is ambiguous", prefix);
         }
     }
-    rc = env_add_packs(st, rows);
-    if (rc < 0) {
-        json_decref(rows);
-        return rc;
-    }
-    *out = rows;
-    return 0;
+    return env_add_packs(st, rows, out);
 }
 
 int store_env_keys_in_use(struct store *st, const char *host, json_t **out)

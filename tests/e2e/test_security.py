@@ -214,8 +214,9 @@ def test_interpreters_can_be_set_in_the_config(start_up, tmp_path):
     cfg = tmp_path / "packrun.yaml"
     cfg.write_text("runtimes:\n  python:\n    interpreter: /usr/bin/python3\n")
     d = start_up(args=["--config", str(cfg)])
-    assert "runtime python: /usr/bin/python3" in d.log(), d.log()
+    # The worker resolves its runtimes after the API answers: run first.
     rec = d.api.run("hello.greet", {"name": "Cfg"})
     assert rec["status"] == "succeeded", rec
+    assert "runtime python: /usr/bin/python3" in d.log(), d.log()
     status, workers = d.api.get("/api/v1/workers")
     assert "python" in workers["workers"][0]["runtimes"], workers
